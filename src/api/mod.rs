@@ -1,0 +1,225 @@
+//! The DaxPay endpoints. Each endpoint is one file with the same five steps: parse the body,
+//! verify the signature, turn the fields into typed input, do one store operation, and return
+//! typed output, which `respond` wraps in the envelope and signs. This module holds what the
+//! endpoints share: the `Gateway` (everything a handler needs), the common checks of spec §2,
+//! and the one envelope function.
+
+pub mod close;
+pub mod pay;
+pub mod query;
+pub mod sandbox;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::channel::Channels;
+use crate::domain::App;
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::store::Store;
+use crate::sys::{self, Clock, Random, UtcOffset};
+use crate::wire::{self, Field, Params, Signer};
+
+/// Everything a request handler needs: the store, the channels, time and randomness.
+pub struct Gateway {
+    pub store: Arc<Store>,
+    pub channels: Channels,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub offset: UtcOffset,
+    /// Where this server is reached, for links it hands out (`http://127.0.0.1:9999`).
+    pub base_url: String,
+    /// Orders whose close is talking to a channel right now (DaxPay's close lock).
+    closing: Mutex<HashSet<i64>>,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Arc<Store>,
+        channels: Channels,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+        base_url: String,
+    ) -> Gateway {
+        let offset = store.offset();
+        Gateway {
+            store,
+            channels,
+            clock,
+            random,
+            offset,
+            base_url,
+            closing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Marks an order as being closed until the guard drops; `Err(Closing)` if it already is.
+    pub fn lock_close(&self, order_id: i64) -> Result<CloseLock<'_>, Error> {
+        let mut set = self.closing.lock().expect("close lock set");
+        if !set.insert(order_id) {
+            return Err(Error::Closing);
+        }
+        Ok(CloseLock {
+            gateway: self,
+            order_id,
+        })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Held while an order's close talks to its channel.
+pub struct CloseLock<'a> {
+    gateway: &'a Gateway,
+    order_id: i64,
+}
+
+impl Drop for CloseLock<'_> {
+    fn drop(&mut self) {
+        self.gateway
+            .closing
+            .lock()
+            .expect("close lock set")
+            .remove(&self.order_id);
+    }
+}
+
+/// A request that passed the common checks: its fields, its app, and when it came.
+pub struct Call {
+    pub params: Params,
+    pub app: App,
+    pub now: i64,
+}
+
+/// The outcome of one API request, for the access log.
+pub struct Answer {
+    pub response: Response,
+    pub code: i32,
+}
+
+/// Runs a signed endpoint: the common checks of spec §2, then `handler`, then the envelope.
+/// `handler` returns the reply's `data` as JSON, or `None` for `null`.
+pub fn signed(
+    gw: &Gateway,
+    req: &Request,
+    fields: &'static [Field],
+    trace_id: &str,
+    handler: impl FnOnce(&Gateway, &Call) -> Result<Option<String>, Error>,
+) -> Answer {
+    let now = gw.now();
+    let mut app = None;
+    let result = check(gw, req, fields, now, &mut app).and_then(|call| handler(gw, &call));
+    if app.is_none() {
+        // The reply is signed whenever the app is known, even if the request failed early.
+        app = wire::peek_app_id(&req.body).and_then(|id| gw.store.app(&id).ok().flatten());
+    }
+    respond(gw, result, app.as_ref(), now, trace_id)
+}
+
+/// Fields → merchant and app → signature → request-time window (spec §2, in that order).
+fn check(
+    gw: &Gateway,
+    req: &Request,
+    fields: &'static [Field],
+    now: i64,
+    app_out: &mut Option<App>,
+) -> Result<Call, Error> {
+    let params = Params::parse(&req.body, &[wire::COMMON, fields], gw.offset)?;
+    let mch_no = params.str("mchNo").unwrap_or_default();
+    let app_id = params.str("appId").unwrap_or_default();
+    let mch_enabled = gw.store.merchant_enabled(mch_no)?;
+    let app = gw.store.app(app_id)?;
+    *app_out = app.clone();
+    let Some(mch_enabled) = mch_enabled else {
+        return Err(Error::Config("未找到指定的商户配置"));
+    };
+    let Some(app) = app else {
+        return Err(Error::Config("未找到指定的应用配置"));
+    };
+    if app.mch_no != mch_no {
+        return Err(Error::Validation("商户号与应用不匹配".into()));
+    }
+    if !mch_enabled {
+        return Err(Error::Config("商户未启用"));
+    }
+    if !app.enabled {
+        return Err(Error::Config("商户应用未启用"));
+    }
+    if app.req_sign {
+        let given = params
+            .str("sign")
+            .filter(|s| !s.is_empty())
+            .ok_or(Error::BadSign)?;
+        if !crate::sign::verify(app.sign_type, &params.sign_pairs(), &app.secret, given) {
+            return Err(Error::BadSign);
+        }
+    }
+    if app.req_timeout_secs > 0 {
+        let req_time = params
+            .time_ms("reqTime")
+            .ok_or_else(|| Error::Validation("请求时间必填".into()))?;
+        let window = app.req_timeout_secs * 1000;
+        if now - req_time > window {
+            return Err(Error::Validation("请求已过期，请重新发送！".into()));
+        }
+        if req_time - now > window {
+            return Err(Error::Validation(
+                "请求时间晚于服务器接收到的时间，请检查".into(),
+            ));
+        }
+    }
+    Ok(Call { params, app, now })
+}
+
+/// Wraps a result in the envelope, signed with `app`'s secret when it is known.
+pub fn respond(
+    gw: &Gateway,
+    result: Result<Option<String>, Error>,
+    app: Option<&App>,
+    now: i64,
+    trace_id: &str,
+) -> Answer {
+    let res_time = sys::format_time(now, gw.offset);
+    let signer = app.map(|a| Signer {
+        sign_type: a.sign_type,
+        secret: &a.secret,
+    });
+    let (code, body) = match &result {
+        Ok(data) => (
+            0,
+            wire::envelope(
+                0,
+                "success",
+                data.as_deref(),
+                &res_time,
+                trace_id,
+                signer.as_ref(),
+            ),
+        ),
+        Err(e) => {
+            if let Error::Internal(cause) = e {
+                log::error!("trace={trace_id} internal error: {cause}");
+            }
+            let body = wire::envelope(
+                e.code(),
+                &e.message(),
+                None,
+                &res_time,
+                trace_id,
+                signer.as_ref(),
+            );
+            (e.code(), body)
+        }
+    };
+    Answer {
+        response: Response::json(body),
+        code,
+    }
+}
+
+/// An unsigned envelope for a request no app can be found for (unknown path, bad method, …).
+pub fn error_reply(gw: &Gateway, err: Error, trace_id: &str) -> Answer {
+    respond(gw, Err(err), None, gw.now(), trace_id)
+}

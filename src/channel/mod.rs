@@ -1,0 +1,68 @@
+//! Payment channels: where the payer's money actually moves.
+//!
+//! A `Channel` is asked to start a payment, and to close or cancel a trade so that no money can
+//! arrive any more. The close logic (`api::close`) only speaks this trait, so real channels
+//! (Alipay, WeChat Pay) can be added beside `sandbox` without touching it. Channel calls are
+//! network I/O for real channels: they are never made inside a store transaction.
+
+mod sandbox;
+
+use std::sync::Arc;
+
+use crate::domain::{CloseType, Order};
+use crate::error::Error;
+use crate::store::{ChannelCloseOutcome, Store};
+use crate::sys::{Clock, Random};
+
+pub use sandbox::{cashier_url, Sandbox};
+
+/// The name of the built-in sandbox channel.
+pub const SANDBOX: &str = "sandbox";
+
+/// What a channel hands back when a payment starts.
+#[derive(Debug, Clone)]
+pub struct PayStart {
+    /// What the merchant gives the payer to pay with (a URL, a QR payload, …).
+    pub pay_body: String,
+}
+
+/// A payment channel.
+pub trait Channel: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Opens a trade for `order` at the channel.
+    fn start(&self, order: &Order) -> Result<PayStart, Error>;
+
+    /// What the payer is sent to for an order that already has a trade.
+    fn pay_body(&self, order: &Order) -> Option<String>;
+
+    /// Closes (or cancels) the trade of `order` so that it can no longer be paid.
+    /// `Err(Error::Unsupported)` when the channel cannot do this kind of close.
+    fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error>;
+}
+
+/// The channels this server knows, by name.
+pub struct Channels {
+    channels: Vec<Arc<dyn Channel>>,
+}
+
+impl Channels {
+    /// The built-in channels. `base_url` is where the server can be reached (cashier links).
+    pub fn builtin(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+        base_url: String,
+    ) -> Channels {
+        Channels {
+            channels: vec![Arc::new(Sandbox::new(store, clock, random, base_url))],
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn Channel> {
+        self.channels
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.as_ref())
+    }
+}

@@ -1,0 +1,91 @@
+//! The sandbox channel: a stand-in payment channel for local development and tests.
+//!
+//! It keeps its trades in its own table (`sandbox_trade`), as a real channel keeps them on its
+//! side. A payer pays at `GET /sandbox/cashier/{orderNo}` (`POST /sandbox/pay/{orderNo}`); a close
+//! turns an open trade into closed or cancelled, after which it can no longer be paid.
+
+use std::sync::Arc;
+
+use super::{Channel, PayStart, SANDBOX};
+use crate::domain::{CloseType, Order};
+use crate::error::Error;
+use crate::store::{ChannelCloseOutcome, Store};
+use crate::sys::{self, Clock, Random};
+
+pub struct Sandbox {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    base_url: String,
+}
+
+impl Sandbox {
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+        base_url: String,
+    ) -> Sandbox {
+        Sandbox {
+            store,
+            clock,
+            random,
+            base_url,
+        }
+    }
+
+    /// A new trade number, like a channel's own transaction id.
+    pub fn new_trade_no(random: &dyn Random) -> String {
+        format!("SBX{}", sys::random_alnum(random, 20))
+    }
+}
+
+impl Channel for Sandbox {
+    fn name(&self) -> &'static str {
+        SANDBOX
+    }
+
+    fn start(&self, order: &Order) -> Result<PayStart, Error> {
+        let trade_no = Sandbox::new_trade_no(self.random.as_ref());
+        self.store.sandbox_open(
+            order.order_no.clone(),
+            order.amount,
+            trade_no,
+            self.clock.now_ms(),
+        )?;
+        Ok(PayStart {
+            pay_body: cashier_url(&self.base_url, &order.order_no),
+        })
+    }
+
+    fn pay_body(&self, order: &Order) -> Option<String> {
+        Some(cashier_url(&self.base_url, &order.order_no))
+    }
+
+    fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {
+        let cancel = close_type == CloseType::Cancel;
+        let trade =
+            match self
+                .store
+                .sandbox_close(order.order_no.clone(), cancel, self.clock.now_ms())
+            {
+                Ok(t) => t,
+                // No trade at the channel: nothing can be paid, so the close holds.
+                Err(Error::OrderNotFound) => return Ok(ChannelCloseOutcome::Closed),
+                Err(e) => return Err(e),
+            };
+        Ok(match trade.state.as_str() {
+            "closed" | "cancelled" => ChannelCloseOutcome::Closed,
+            "paid" => ChannelCloseOutcome::Paid {
+                trade_no: trade.trade_no,
+                paid_at: trade.updated_at,
+            },
+            other => ChannelCloseOutcome::Failed(format!("sandbox trade is {other}")),
+        })
+    }
+}
+
+/// The cashier page of an order.
+pub fn cashier_url(base_url: &str, order_no: &str) -> String {
+    format!("{base_url}/sandbox/cashier/{order_no}")
+}

@@ -1,0 +1,210 @@
+//! The commands behind `main`: `serve`, `app create`, `app list` and `call`.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use crate::api::Gateway;
+use crate::channel::Channels;
+use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
+use crate::domain::App;
+use crate::http::{self, Limits};
+use crate::router::Router;
+use crate::sign;
+use crate::store::{self, CreateAppError, Store};
+use crate::sys::{self, Clock, OsRandom, Random, SystemClock};
+use crate::wire::{self, Params};
+
+/// A failure of a command, with the context a person needs to fix it.
+pub type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs a parsed command.
+pub fn run(command: Command) -> Result<(), RunError> {
+    match command {
+        Command::Serve(cfg) => serve(&cfg),
+        Command::AppCreate(cfg) => app_create(&cfg),
+        Command::AppList { db } => app_list(&db),
+        Command::Call(cfg) => call(&cfg),
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("unipay {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
+
+/// The demo merchant and app created on a brand-new database.
+const DEMO_MCH_NO: &str = "DEMO_MCH";
+const DEMO_APP_ID: &str = "DEMO_APP";
+
+fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let random: Arc<dyn Random> = Arc::new(OsRandom);
+    let (mut conn, fresh) = store::open_connection(&cfg.db)?;
+    let demo = match fresh {
+        true => {
+            let app = App {
+                app_id: DEMO_APP_ID.into(),
+                mch_no: DEMO_MCH_NO.into(),
+                sign_type: sign::SignType::Md5,
+                secret: sys::random_alnum(random.as_ref(), 32),
+                req_sign: true,
+                req_timeout_secs: 300,
+                notify_url: None,
+                order_timeout_min: 30,
+                limit_amount: None,
+                enabled: true,
+                mch_enabled: true,
+            };
+            store::create_app(&mut conn, &app, clock.now_ms()).map_err(create_error)?;
+            Some(app)
+        }
+        false => None,
+    };
+    drop(conn);
+    let (store, _) = Store::open(&cfg.db, cfg.offset)?;
+    let store = Arc::new(store);
+    let listener = TcpListener::bind(&cfg.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {base_url}")?;
+        if let Some(app) = &demo {
+            writeln!(
+                out,
+                "new database {}: demo merchant created (shown once)\n  mchNo={} appId={} signType={} secret={}",
+                cfg.db.display(),
+                app.mch_no,
+                app.app_id,
+                app.sign_type.as_str(),
+                app.secret
+            )?;
+        }
+        out.flush()?;
+    }
+    log::info!(
+        "serving {base_url} db={} tz-offset={}",
+        cfg.db.display(),
+        cfg.offset
+    );
+    let channels = Channels::builtin(
+        store.clone(),
+        clock.clone(),
+        random.clone(),
+        base_url.clone(),
+    );
+    let gateway = Gateway::new(store, channels, clock, random, base_url);
+    let handle = http::serve(listener, Limits::DEFAULT, Arc::new(Router { gw: gateway }))?;
+    handle.join();
+    Ok(())
+}
+
+fn create_error(e: CreateAppError) -> RunError {
+    match e {
+        CreateAppError::Exists => "an app with this id already exists".into(),
+        CreateAppError::Sqlite(e) => format!("cannot create the app: {e}").into(),
+    }
+}
+
+fn app_json(app: &App) -> String {
+    let mut o = wire::JsonObject::new();
+    o.str("mchNo", Some(&app.mch_no))
+        .str("appId", Some(&app.app_id))
+        .str("signType", Some(app.sign_type.as_str()))
+        .str("secret", Some(&app.secret))
+        .bool("reqSign", Some(app.req_sign))
+        .raw("reqTimeout", Some(&app.req_timeout_secs.to_string()))
+        .str("notifyUrl", app.notify_url.as_deref())
+        .raw("orderTimeout", Some(&app.order_timeout_min.to_string()))
+        .raw(
+            "limitAmount",
+            app.limit_amount.map(|a| a.to_yuan()).as_deref(),
+        )
+        .bool("enabled", Some(app.enabled));
+    o.finish()
+}
+
+fn app_create(cfg: &AppCreateConfig) -> Result<(), RunError> {
+    let (mut conn, _) = store::open_connection(&cfg.db)?;
+    let app = App {
+        app_id: cfg.app_id.clone(),
+        mch_no: cfg.mch_no.clone(),
+        sign_type: cfg.sign_type,
+        secret: cfg
+            .secret
+            .clone()
+            .unwrap_or_else(|| sys::random_alnum(&OsRandom, 32)),
+        req_sign: cfg.req_sign,
+        req_timeout_secs: cfg.req_timeout_secs,
+        notify_url: cfg.notify_url.clone(),
+        order_timeout_min: cfg.order_timeout_min,
+        limit_amount: cfg.limit_amount,
+        enabled: true,
+        mch_enabled: true,
+    };
+    store::create_app(&mut conn, &app, SystemClock.now_ms()).map_err(create_error)?;
+    println!("{}", app_json(&app));
+    Ok(())
+}
+
+fn app_list(db: &std::path::Path) -> Result<(), RunError> {
+    let (conn, _) = store::open_connection(db)?;
+    for app in store::list_apps(&conn)? {
+        println!("{}", app_json(&app));
+    }
+    Ok(())
+}
+
+/// The known fields of an endpoint, for signing a request to it.
+fn endpoint_fields(path: &str) -> Option<&'static [wire::Field]> {
+    match path {
+        "/unipay/pay" => Some(wire::PAY),
+        "/unipay/gateway/prePay" => Some(wire::PRE_PAY),
+        "/unipay/close" => Some(wire::CLOSE),
+        "/unipay/query/payOrder" => Some(wire::QUERY),
+        _ => None,
+    }
+}
+
+fn call(cfg: &CallConfig) -> Result<(), RunError> {
+    let (conn, _) = store::open_connection(&cfg.db)?;
+    let app = store::app_by_id(&conn, &cfg.app_id)?
+        .ok_or_else(|| format!("no app `{}` in {}", cfg.app_id, cfg.db.display()))?;
+    drop(conn);
+    let mut body = match serde_json::from_str::<serde_json::Value>(&cfg.json) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err("JSON must be an object, e.g. '{\"bizOrderNo\":\"B1\"}'".into()),
+    };
+    let now = SystemClock.now_ms();
+    body.entry("mchNo")
+        .or_insert_with(|| app.mch_no.clone().into());
+    body.entry("appId")
+        .or_insert_with(|| app.app_id.clone().into());
+    body.entry("reqTime")
+        .or_insert_with(|| sys::format_time(now, cfg.offset).into());
+    body.remove("sign");
+    let raw = serde_json::to_vec(&body)?;
+    if let Some(fields) = endpoint_fields(&cfg.endpoint) {
+        // A request that does not validate is sent unsigned: the server says what is wrong.
+        if let Ok(params) = Params::parse(&raw, &[wire::COMMON, fields], cfg.offset) {
+            let signature = sign::sign(app.sign_type, &params.sign_pairs(), &app.secret);
+            body.insert("sign".into(), signature.into());
+        }
+    }
+    let url = format!("{}{}", cfg.url, cfg.endpoint);
+    let reply = ureq::post(&url)
+        .set("Content-Type", "application/json; charset=UTF-8")
+        .send_bytes(&serde_json::to_vec(&body)?);
+    let text = match reply {
+        Ok(resp) => resp.into_string()?,
+        Err(ureq::Error::Status(_, resp)) => resp.into_string()?,
+        Err(e) => return Err(format!("cannot reach {url}: {e}").into()),
+    };
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! The command line: raw arguments and `UNIPAY_*` environment variables in, one validated
+//! `Command` out. Nothing else in the program reads arguments or the environment.
+
+use std::path::PathBuf;
+
+use crate::domain::Amount;
+use crate::sign::SignType;
+use crate::sys::UtcOffset;
+
+/// What the user asked for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(ServeConfig),
+    AppCreate(AppCreateConfig),
+    AppList {
+        db: PathBuf,
+    },
+    Call(CallConfig),
+    /// Print this text to stdout and exit 0.
+    Help(&'static str),
+    Version,
+}
+
+/// `unipay serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db: PathBuf,
+    pub listen: String,
+    pub offset: UtcOffset,
+}
+
+/// `unipay app create`.
+#[derive(Clone)]
+pub struct AppCreateConfig {
+    pub db: PathBuf,
+    pub mch_no: String,
+    pub app_id: String,
+    pub sign_type: SignType,
+    pub secret: Option<String>,
+    pub req_timeout_secs: i64,
+    pub req_sign: bool,
+    pub notify_url: Option<String>,
+    pub order_timeout_min: i64,
+    pub limit_amount: Option<Amount>,
+}
+
+impl std::fmt::Debug for AppCreateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCreateConfig")
+            .field("db", &self.db)
+            .field("mch_no", &self.mch_no)
+            .field("app_id", &self.app_id)
+            .field("sign_type", &self.sign_type)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `unipay call`.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    pub db: PathBuf,
+    pub app_id: String,
+    pub url: String,
+    pub offset: UtcOffset,
+    pub endpoint: String,
+    pub json: String,
+}
+
+/// A command line that cannot be run; the text says why. Exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const HELP: &str = "\
+unipay: a one-binary DaxPay-compatible payment gateway on SQLite
+
+Usage: unipay <COMMAND> [OPTIONS]
+
+Commands:
+  serve         Run the gateway (the default when no command is given)
+  app create    Create a merchant application (and its merchant)
+  app list      List the applications
+  call          Send a signed request to a running server and print the reply
+  version       Print the version
+
+Run `unipay <COMMAND> --help` for the options of a command.
+";
+
+pub const SERVE_HELP: &str = "\
+unipay serve: run the gateway
+
+Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
+
+Options:
+  --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
+  --listen HOST:PORT   Address to listen on; port 0 picks a free one  [env UNIPAY_LISTEN, default 127.0.0.1:9999]
+  --tz-offset OFFSET   UTC offset that request times are read in  [env UNIPAY_TZ_OFFSET, default +08:00]
+  -h, --help           Print this help
+
+The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
+merchant and app are created and their credentials printed once.
+";
+
+pub const APP_HELP: &str = "\
+unipay app: manage merchant applications
+
+Usage:
+  unipay app create --db PATH --mch-no M --app-id A [OPTIONS]
+  unipay app list --db PATH
+
+Options of `app create`:
+  --sign-type TYPE        md5 | hmac_sha256 | sm3  [default md5]
+  --secret S              Signing secret  [default: 32 random characters]
+  --req-timeout SECONDS   Request-time window; 0 turns it off  [default 300]
+  --no-req-sign           Accept requests without a signature
+  --notify-url URL        Subscribe the app to pay events at this URL
+  --order-timeout MINUTES Default order lifetime  [default 30]
+  --limit-amount YUAN     Largest amount of one order
+Both commands work while `unipay serve` runs on the same file.
+";
+
+pub const CALL_HELP: &str = "\
+unipay call: send a signed request to a running server and print the reply
+
+Usage: unipay call --db PATH --app-id A [--url URL] [--tz-offset +08:00] ENDPOINT JSON
+
+ENDPOINT is a path (/unipay/close) or a short name: pay, prePay, close, query.
+mchNo, appId and reqTime are filled in and the request is signed with the app's secret.
+  --url URL   The server  [env UNIPAY_URL, default http://127.0.0.1:9999]
+
+Example:
+  unipay call --db unipay.db --app-id DEMO_APP close '{\"bizOrderNo\":\"B1\"}'
+";
+
+/// A simple cursor over the arguments: `--flag value`, `--flag=value`, and positionals.
+struct Args {
+    items: Vec<String>,
+    pos: usize,
+}
+
+impl Args {
+    fn next(&mut self) -> Option<String> {
+        let item = self.items.get(self.pos).cloned();
+        self.pos += 1;
+        item
+    }
+
+    /// The value of a flag just read (`--db PATH` or `--db=PATH`).
+    fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, UsageError> {
+        match inline {
+            Some(v) => Ok(v),
+            None => self
+                .next()
+                .ok_or_else(|| UsageError(format!("{flag} needs a value"))),
+        }
+    }
+}
+
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if arg.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_offset(s: &str) -> Result<UtcOffset, UsageError> {
+    UtcOffset::parse(s)
+        .ok_or_else(|| UsageError(format!("--tz-offset: `{s}` is not an offset like +08:00")))
+}
+
+fn parse_int(flag: &str, s: &str, min: i64) -> Result<i64, UsageError> {
+    match s.parse::<i64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(UsageError(format!(
+            "{flag}: `{s}` is not a whole number ≥ {min}"
+        ))),
+    }
+}
+
+fn unknown(flag: &str, command: &str) -> UsageError {
+    UsageError(format!("unknown option `{flag}` for `{command}`"))
+}
+
+impl Command {
+    /// Parses the arguments after the program name.
+    pub fn parse(argv: Vec<String>) -> Result<Command, UsageError> {
+        let mut args = Args {
+            items: argv,
+            pos: 0,
+        };
+        let first = args.next();
+        match first.as_deref() {
+            None => parse_serve(&mut args),
+            Some("serve") => parse_serve(&mut args),
+            Some("app") => match args.next().as_deref() {
+                Some("create") => parse_app_create(&mut args),
+                Some("list") => parse_app_list(&mut args),
+                Some("-h" | "--help") | None => Ok(Command::Help(APP_HELP)),
+                Some(other) => Err(UsageError(format!(
+                    "unknown command `app {other}` (try `app create` or `app list`)"
+                ))),
+            },
+            Some("call") => parse_call(&mut args),
+            Some("version" | "--version" | "-V") => Ok(Command::Version),
+            Some("-h" | "--help" | "help") => Ok(Command::Help(HELP)),
+            Some(flag) if flag.starts_with('-') => {
+                args.pos -= 1;
+                parse_serve(&mut args)
+            }
+            Some(other) => Err(UsageError(format!("unknown command `{other}`"))),
+        }
+    }
+}
+
+fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut listen = env("UNIPAY_LISTEN");
+    let mut offset = env("UNIPAY_TZ_OFFSET");
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--listen" => listen = Some(args.value("--listen", inline)?),
+            "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(SERVE_HELP)),
+            other => return Err(unknown(other, "serve")),
+        }
+    }
+    let listen = listen.unwrap_or_else(|| "127.0.0.1:9999".into());
+    if !listen.contains(':') {
+        return Err(UsageError(format!("--listen: `{listen}` is not HOST:PORT")));
+    }
+    Ok(Command::Serve(ServeConfig {
+        db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),
+        listen,
+        offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
+    }))
+}
+
+fn parse_app_list(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(APP_HELP)),
+            other => return Err(unknown(other, "app list")),
+        }
+    }
+    Ok(Command::AppList {
+        db: PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?),
+    })
+}
+
+fn parse_app_create(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let (mut mch_no, mut app_id, mut secret, mut notify_url) = (None, None, None, None);
+    let mut sign_type = SignType::Md5;
+    let (mut req_timeout_secs, mut order_timeout_min) = (300, 30);
+    let mut req_sign = true;
+    let mut limit_amount = None;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--mch-no" => mch_no = Some(args.value("--mch-no", inline)?),
+            "--app-id" => app_id = Some(args.value("--app-id", inline)?),
+            "--sign-type" => {
+                let v = args.value("--sign-type", inline)?;
+                sign_type = SignType::parse(&v).ok_or_else(|| {
+                    UsageError(format!("--sign-type: `{v}` is not md5, hmac_sha256 or sm3"))
+                })?;
+            }
+            "--secret" => secret = Some(args.value("--secret", inline)?),
+            "--req-timeout" => {
+                req_timeout_secs =
+                    parse_int("--req-timeout", &args.value("--req-timeout", inline)?, 0)?
+            }
+            "--no-req-sign" => req_sign = false,
+            "--notify-url" => notify_url = Some(args.value("--notify-url", inline)?),
+            "--order-timeout" => {
+                order_timeout_min = parse_int(
+                    "--order-timeout",
+                    &args.value("--order-timeout", inline)?,
+                    1,
+                )?
+            }
+            "--limit-amount" => {
+                let v = args.value("--limit-amount", inline)?;
+                limit_amount = Some(
+                    Amount::parse_yuan(&v)
+                        .map_err(|why| UsageError(format!("--limit-amount: `{v}`: {why}")))?,
+                );
+            }
+            "-h" | "--help" => return Ok(Command::Help(APP_HELP)),
+            other => return Err(unknown(other, "app create")),
+        }
+    }
+    let need =
+        |v: Option<String>, flag: &str| v.ok_or_else(|| UsageError(format!("{flag} is required")));
+    let (mch_no, app_id) = (need(mch_no, "--mch-no")?, need(app_id, "--app-id")?);
+    for (flag, v) in [("--mch-no", &mch_no), ("--app-id", &app_id)] {
+        if v.is_empty() || v.chars().count() > 32 {
+            return Err(UsageError(format!("{flag} must be 1 to 32 characters")));
+        }
+    }
+    if secret.as_deref() == Some("") {
+        return Err(UsageError("--secret must not be empty".into()));
+    }
+    if (1..5).contains(&req_timeout_secs) {
+        return Err(UsageError(
+            "--req-timeout: the window is at least 5 seconds (0 turns it off)".into(),
+        ));
+    }
+    if let Some(url) = &notify_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(UsageError(format!(
+                "--notify-url: `{url}` is not an http(s) URL"
+            )));
+        }
+    }
+    Ok(Command::AppCreate(AppCreateConfig {
+        db: PathBuf::from(need(db, "--db")?),
+        mch_no,
+        app_id,
+        sign_type,
+        secret,
+        req_timeout_secs,
+        req_sign,
+        notify_url,
+        order_timeout_min,
+        limit_amount,
+    }))
+}
+
+fn parse_call(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut url = env("UNIPAY_URL");
+    let mut offset = env("UNIPAY_TZ_OFFSET");
+    let mut app_id = None;
+    let mut positionals = Vec::new();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--app-id" => app_id = Some(args.value("--app-id", inline)?),
+            "--url" => url = Some(args.value("--url", inline)?),
+            "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(CALL_HELP)),
+            other if other.starts_with("--") => return Err(unknown(other, "call")),
+            _ => positionals.push(arg),
+        }
+    }
+    let [endpoint, json]: [String; 2] = positionals
+        .try_into()
+        .map_err(|_| UsageError("call takes two arguments: ENDPOINT JSON".into()))?;
+    let endpoint = match endpoint.as_str() {
+        "pay" => "/unipay/pay".to_string(),
+        "prePay" | "prepay" => "/unipay/gateway/prePay".to_string(),
+        "close" => "/unipay/close".to_string(),
+        "query" => "/unipay/query/payOrder".to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        other => return Err(UsageError(format!("unknown endpoint `{other}`"))),
+    };
+    Ok(Command::Call(CallConfig {
+        db: PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?),
+        app_id: app_id.ok_or_else(|| UsageError("--app-id is required".into()))?,
+        url: url
+            .unwrap_or_else(|| "http://127.0.0.1:9999".into())
+            .trim_end_matches('/')
+            .to_string(),
+        offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
+        endpoint,
+        json,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, UsageError> {
+        Command::parse(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn serve_defaults_and_flags() {
+        match parse(&["serve", "--db=x.db", "--listen", "127.0.0.1:0"]).unwrap() {
+            Command::Serve(c) => {
+                assert_eq!(c.db, PathBuf::from("x.db"));
+                assert_eq!(c.listen, "127.0.0.1:0");
+                assert_eq!(c.offset, UtcOffset::CST);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["serve", "--bogus"]).is_err());
+        assert!(parse(&["serve", "--db"]).is_err());
+        assert!(parse(&["serve", "--tz-offset", "8"]).is_err());
+    }
+
+    #[test]
+    fn app_create_validates() {
+        let ok = parse(&[
+            "app",
+            "create",
+            "--db",
+            "d",
+            "--mch-no",
+            "M",
+            "--app-id",
+            "A",
+            "--req-timeout",
+            "0",
+        ]);
+        assert!(matches!(ok, Ok(Command::AppCreate(_))));
+        assert!(parse(&["app", "create", "--db", "d", "--mch-no", "M"]).is_err());
+        assert!(parse(&[
+            "app",
+            "create",
+            "--db",
+            "d",
+            "--mch-no",
+            "M",
+            "--app-id",
+            "A",
+            "--sign-type",
+            "rsa"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "app",
+            "create",
+            "--db",
+            "d",
+            "--mch-no",
+            "M",
+            "--app-id",
+            "A",
+            "--req-timeout",
+            "3"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn call_maps_short_endpoints() {
+        match parse(&["call", "--db", "d", "--app-id", "A", "close", "{}"]).unwrap() {
+            Command::Call(c) => assert_eq!(c.endpoint, "/unipay/close"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["call", "--db", "d", "--app-id", "A", "close"]).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The payment domain: order statuses and their transitions, money in cents, apps.
+//!
+//! This is the only module that decides which status may follow which. It knows nothing of
+//! JSON (see `wire`) or SQL (see `store`).
+
+use crate::sign::SignType;
+
+/// The status of a payment order (DaxPay `PayStatusEnum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayStatus {
+    /// 待支付: created, waiting for the payer to choose how to pay.
+    Wait,
+    /// 支付中: handed to a channel, the payer may be paying.
+    Progress,
+    /// 支付成功.
+    Success,
+    /// 支付关闭.
+    Close,
+    /// 支付撤销.
+    Cancel,
+    /// 支付失败.
+    Fail,
+}
+
+impl PayStatus {
+    pub const ALL: [PayStatus; 6] = [
+        PayStatus::Wait,
+        PayStatus::Progress,
+        PayStatus::Success,
+        PayStatus::Close,
+        PayStatus::Cancel,
+        PayStatus::Fail,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayStatus::Wait => "wait",
+            PayStatus::Progress => "progress",
+            PayStatus::Success => "success",
+            PayStatus::Close => "close",
+            PayStatus::Cancel => "cancel",
+            PayStatus::Fail => "fail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PayStatus> {
+        PayStatus::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The Chinese label merchants know.
+    pub fn label(self) -> &'static str {
+        match self {
+            PayStatus::Wait => "待支付",
+            PayStatus::Progress => "支付中",
+            PayStatus::Success => "支付成功",
+            PayStatus::Close => "支付关闭",
+            PayStatus::Cancel => "支付撤销",
+            PayStatus::Fail => "支付失败",
+        }
+    }
+
+    /// No transition leaves a terminal status.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, PayStatus::Wait | PayStatus::Progress)
+    }
+
+    /// The statuses an order may be closed (or cancelled) from.
+    pub const CLOSABLE: [PayStatus; 2] = [PayStatus::Wait, PayStatus::Progress];
+
+    /// The statuses a payment may complete from.
+    pub const PAYABLE: [PayStatus; 2] = [PayStatus::Wait, PayStatus::Progress];
+}
+
+/// How a close stops the channel from taking money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseType {
+    /// Close the trade at the channel; the order becomes `close`.
+    Close,
+    /// Cancel (reverse) the trade at the channel; the order becomes `cancel`.
+    Cancel,
+}
+
+impl CloseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseType::Close => "close",
+            CloseType::Cancel => "cancel",
+        }
+    }
+
+    /// The status an order ends in after a successful close of this type.
+    pub fn target(self) -> PayStatus {
+        match self {
+            CloseType::Close => PayStatus::Close,
+            CloseType::Cancel => PayStatus::Cancel,
+        }
+    }
+}
+
+/// The close to perform on an order in `status`, or why there is none.
+///
+/// A `wait` order has no trade at any channel: it is closed locally whatever `use_cancel` says.
+/// A `progress` order is closed or cancelled at its channel first.
+pub fn plan_close(status: PayStatus, use_cancel: bool) -> Result<ClosePlan, PayStatus> {
+    match status {
+        PayStatus::Wait => Ok(ClosePlan::Local),
+        PayStatus::Progress if use_cancel => Ok(ClosePlan::AtChannel(CloseType::Cancel)),
+        PayStatus::Progress => Ok(ClosePlan::AtChannel(CloseType::Close)),
+        other => Err(other),
+    }
+}
+
+/// What closing an order involves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosePlan {
+    /// Only the local record changes (a `wait` order).
+    Local,
+    /// The channel's trade is closed or cancelled first.
+    AtChannel(CloseType),
+}
+
+/// Who asked for a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Api,
+    Admin,
+    Expiry,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Api => "api",
+            Actor::Admin => "admin",
+            Actor::Expiry => "expiry",
+        }
+    }
+}
+
+/// Money in cents (分). The wire speaks yuan with two decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Amount(pub i64);
+
+impl Amount {
+    /// The largest amount an order may have: 99,999,999.99 yuan.
+    pub const MAX: Amount = Amount(9_999_999_999);
+
+    /// Reads plain decimal yuan text (`0.01`, `12`, `3.50`) with at most two decimals.
+    pub fn parse_yuan(s: &str) -> Result<Amount, &'static str> {
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if int.is_empty()
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+            || (s.contains('.') && frac.is_empty())
+        {
+            return Err("支付金额格式错误");
+        }
+        let frac_trimmed = frac.trim_end_matches('0');
+        if frac_trimmed.len() > 2 {
+            return Err("支付金额精度到分, 且要小于一亿元");
+        }
+        let int = int.trim_start_matches('0');
+        if int.len() > 8 {
+            return Err("支付金额精度到分, 且要小于一亿元");
+        }
+        let yuan: i64 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| "支付金额格式错误")?
+        };
+        let mut cents_text = frac_trimmed.to_string();
+        while cents_text.len() < 2 {
+            cents_text.push('0');
+        }
+        let cents: i64 = cents_text.parse().map_err(|_| "支付金额格式错误")?;
+        let amount = Amount(yuan * 100 + cents);
+        if amount.0 < 1 {
+            return Err("支付金额不可小于0.01元");
+        }
+        Ok(amount)
+    }
+
+    /// Yuan without trailing zeros, as signatures render decimals: `1`, `0.5`, `0.01`.
+    pub fn to_yuan(self) -> String {
+        let (y, c) = (self.0 / 100, self.0 % 100);
+        match c {
+            0 => format!("{y}"),
+            c if c % 10 == 0 => format!("{y}.{}", c / 10),
+            c => format!("{y}.{c:02}"),
+        }
+    }
+
+    /// Yuan with exactly two decimals, for people.
+    pub fn to_yuan_fixed(self) -> String {
+        format!("{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// A merchant application: who may call, and how its calls are signed.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub app_id: String,
+    pub mch_no: String,
+    pub sign_type: SignType,
+    pub secret: String,
+    /// Whether requests must carry a valid `sign`.
+    pub req_sign: bool,
+    /// The request-time window in seconds; 0 is off.
+    pub req_timeout_secs: i64,
+    /// The app's own notify URL (subscribed to `pay` events), if any.
+    pub notify_url: Option<String>,
+    /// Default order lifetime in minutes.
+    pub order_timeout_min: i64,
+    /// Largest amount of one order, if limited.
+    pub limit_amount: Option<Amount>,
+    pub enabled: bool,
+    pub mch_enabled: bool,
+}
+
+/// A payment order as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: i64,
+    pub order_no: String,
+    pub biz_order_no: String,
+    pub out_order_no: Option<String>,
+    pub mch_no: String,
+    pub app_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub allocation: Option<bool>,
+    pub auto_allocation: Option<bool>,
+    pub channel: Option<String>,
+    pub method: Option<String>,
+    pub other_method: Option<String>,
+    pub limit_pay: Option<String>,
+    pub amount: Amount,
+    pub refundable_balance: Amount,
+    pub status: PayStatus,
+    pub refund_status: Option<String>,
+    pub alloc_status: Option<String>,
+    pub pay_time: Option<i64>,
+    pub close_time: Option<i64>,
+    pub expired_time: i64,
+    pub attach: Option<String>,
+    pub error_msg: Option<String>,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    pub extra_param: Option<String>,
+    pub client_ip: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a request names an order: the first non-empty of orderNo, bizOrderNo, outOrderNo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderKey {
+    OrderNo(String),
+    BizOrderNo(String),
+    OutOrderNo(String),
+}
+
+impl OrderKey {
+    /// The lookup rule of the spec, with unipay's fix: an empty string does not hide the next.
+    pub fn pick(
+        order_no: Option<&str>,
+        biz_order_no: Option<&str>,
+        out_order_no: Option<&str>,
+    ) -> Option<OrderKey> {
+        let given = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+        given(order_no)
+            .map(OrderKey::OrderNo)
+            .or_else(|| given(biz_order_no).map(OrderKey::BizOrderNo))
+            .or_else(|| given(out_order_no).map(OrderKey::OutOrderNo))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_wait_and_progress_can_close() {
+        assert_eq!(plan_close(PayStatus::Wait, true), Ok(ClosePlan::Local));
+        assert_eq!(
+            plan_close(PayStatus::Progress, false),
+            Ok(ClosePlan::AtChannel(CloseType::Close))
+        );
+        assert_eq!(
+            plan_close(PayStatus::Progress, true),
+            Ok(ClosePlan::AtChannel(CloseType::Cancel))
+        );
+        for s in [
+            PayStatus::Success,
+            PayStatus::Close,
+            PayStatus::Cancel,
+            PayStatus::Fail,
+        ] {
+            assert_eq!(plan_close(s, false), Err(s));
+            assert!(s.is_terminal());
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in PayStatus::ALL {
+            assert_eq!(PayStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(PayStatus::parse("WAIT"), None);
+    }
+
+    #[test]
+    fn amounts_parse_in_cents() {
+        assert_eq!(Amount::parse_yuan("0.01"), Ok(Amount(1)));
+        assert_eq!(Amount::parse_yuan("1.00"), Ok(Amount(100)));
+        assert_eq!(Amount::parse_yuan("1.1"), Ok(Amount(110)));
+        assert_eq!(Amount::parse_yuan("1.100"), Ok(Amount(110)));
+        assert_eq!(Amount::parse_yuan("99999999.99"), Ok(Amount::MAX));
+        assert!(Amount::parse_yuan("100000000").is_err());
+        assert!(Amount::parse_yuan("0.001").is_err());
+        assert!(Amount::parse_yuan("0").is_err());
+        assert!(Amount::parse_yuan("0.00").is_err());
+        assert!(Amount::parse_yuan("-1").is_err());
+        assert!(Amount::parse_yuan("1e2").is_err());
+        assert!(Amount::parse_yuan("").is_err());
+        assert!(Amount::parse_yuan("1.").is_err());
+    }
+
+    #[test]
+    fn amounts_render_without_trailing_zeros() {
+        assert_eq!(Amount(1).to_yuan(), "0.01");
+        assert_eq!(Amount(10).to_yuan(), "0.1");
+        assert_eq!(Amount(100).to_yuan(), "1");
+        assert_eq!(Amount(123456).to_yuan(), "1234.56");
+        assert_eq!(Amount(150).to_yuan_fixed(), "1.50");
+    }
+
+    #[test]
+    fn empty_order_no_does_not_hide_biz_order_no() {
+        assert_eq!(
+            OrderKey::pick(Some(""), Some("B1"), None),
+            Some(OrderKey::BizOrderNo("B1".into()))
+        );
+        assert_eq!(
+            OrderKey::pick(Some("P1"), Some("B1"), Some("O1")),
+            Some(OrderKey::OrderNo("P1".into()))
+        );
+        assert_eq!(OrderKey::pick(Some(""), Some(""), Some("")), None);
+        assert_eq!(OrderKey::pick(None, None, None), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! unipay: a one-binary payment gateway that speaks the DaxPay open-gateway protocol and keeps
+//! its orders in SQLite. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod html;
+pub mod http;
+pub mod router;
+pub mod sign;
+pub mod store;
+pub mod sys;
+pub mod wire;

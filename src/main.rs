@@ -1,0 +1,26 @@
+//! The `unipay` binary: arguments in, a `Command` out, `cli::run`, an exit code.
+
+use std::process::ExitCode;
+
+use unipay::cli;
+use unipay::config::Command;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let command = match Command::parse(std::env::args().skip(1).collect()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\nRun `unipay --help` for usage.");
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

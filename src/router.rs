@@ -1,0 +1,115 @@
+//! The router: one `match` from method and path to a handler, and the access log.
+//!
+//! Every request gets a trace id here; its access line (method, path, HTTP status, DaxPay code,
+//! time taken, trace id) is written when the answer is ready.
+
+use std::time::Instant;
+
+use crate::api::{self, Answer, Gateway};
+use crate::error::Error;
+use crate::http::{Handler, ReadError, Request, Response};
+use crate::sys;
+use crate::wire;
+
+/// The application as the HTTP server sees it.
+pub struct Router {
+    pub gw: Gateway,
+}
+
+impl Router {
+    fn route(&self, req: &Request, trace_id: &str) -> Answer {
+        let gw = &self.gw;
+        let post = req.method == "POST";
+        let page = |response: Response| Answer { code: 0, response };
+        match req.path.as_str() {
+            "/unipay/close" if post => {
+                api::signed(gw, req, wire::CLOSE, trace_id, api::close::handle)
+            }
+            "/unipay/pay" if post => {
+                api::signed(gw, req, wire::PAY, trace_id, api::pay::handle_pay)
+            }
+            "/unipay/gateway/prePay" if post => {
+                api::signed(gw, req, wire::PRE_PAY, trace_id, api::pay::handle_pre_pay)
+            }
+            "/unipay/query/payOrder" if post => {
+                api::signed(gw, req, wire::QUERY, trace_id, api::query::handle)
+            }
+            "/unipay/close"
+            | "/unipay/pay"
+            | "/unipay/gateway/prePay"
+            | "/unipay/query/payOrder" => method_not_allowed(gw, trace_id),
+            "/" if req.method == "GET" => page(Response::text(
+                200,
+                "unipay: a DaxPay-compatible payment gateway\n",
+            )),
+            path => {
+                if let Some(order_no) = path.strip_prefix("/sandbox/pay/") {
+                    return match post {
+                        true => api::sandbox::pay(gw, order_no, trace_id),
+                        false => method_not_allowed(gw, trace_id),
+                    };
+                }
+                if let Some(order_no) = path.strip_prefix("/sandbox/cashier/") {
+                    return match req.method.as_str() {
+                        "GET" | "HEAD" => page(api::sandbox::cashier(gw, order_no)),
+                        _ => method_not_allowed(gw, trace_id),
+                    };
+                }
+                let mut answer = api::error_reply(gw, Error::NoSuchPath, trace_id);
+                answer.response.status = 404;
+                answer
+            }
+        }
+    }
+}
+
+fn method_not_allowed(gw: &Gateway, trace_id: &str) -> Answer {
+    let mut answer = api::error_reply(gw, Error::MethodNotAllowed, trace_id);
+    answer.response.status = 405;
+    answer
+}
+
+impl Handler for Router {
+    fn handle(&self, req: &Request) -> Response {
+        let started = Instant::now();
+        let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        let answer = self.route(req, &trace_id);
+        log::info!(
+            "{} {} {} code={} {:.1}ms trace={}",
+            req.method,
+            req.path,
+            answer.response.status,
+            answer.code,
+            started.elapsed().as_secs_f64() * 1000.0,
+            trace_id
+        );
+        answer.response
+    }
+
+    fn on_read_error(&self, err: ReadError, req: Option<&Request>) -> Response {
+        let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        let error = match err {
+            ReadError::BodyTooLarge => Error::Validation("请求体过大".into()),
+            ReadError::HeadersTooLarge => Error::Validation("请求头过大".into()),
+            ReadError::Malformed => Error::JsonParse("malformed HTTP request".into()),
+            ReadError::LengthRequired => Error::Validation("缺少请求体长度".into()),
+        };
+        let answer = api::error_reply(&self.gw, error, &trace_id);
+        log::info!(
+            "{} {} {} code={} rejected={:?} trace={}",
+            req.map_or("-", |r| r.method.as_str()),
+            req.map_or("-", |r| r.path.as_str()),
+            answer.response.status,
+            answer.code,
+            err,
+            trace_id
+        );
+        answer.response
+    }
+
+    fn on_panic(&self, req: &Request) -> Response {
+        let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        log::error!("{} {} panicked trace={}", req.method, req.path, trace_id);
+        api::error_reply(&self.gw, Error::internal("handler panicked"), &trace_id).response
+    }
+}

@@ -1,0 +1,128 @@
+//! The writer thread: the one owner of the write connection, committing in groups.
+//!
+//! Request threads hand it a job and wait. It takes every job that is waiting (up to
+//! `MAX_BATCH`), runs each inside its own savepoint of one `BEGIN IMMEDIATE` transaction, commits
+//! once with `synchronous=FULL`, and only then wakes every waiter with its own result. A job that
+//! fails is rolled back to its savepoint and does not disturb its neighbours; a failed commit
+//! fails them all. So "my job returned Ok" always means "my change is on disk".
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread;
+
+use rusqlite::Connection;
+
+use crate::error::Error;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// State that lives with the write connection, reachable only from jobs.
+pub struct WriterState {
+    /// The last order id handed out (order numbers embed it, so they are unique).
+    pub last_order_id: i64,
+}
+
+/// What a job tells the writer: whether to keep its changes, and how to deliver its result
+/// once the commit is known.
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut WriterState) -> (bool, Finish) + Send>;
+
+/// A handle to the writer thread. Cloning it is cheap.
+#[derive(Clone)]
+pub struct Writer {
+    tx: SyncSender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub fn start(conn: Connection, state: WriterState) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(4096);
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(conn, state, rx))?;
+        Ok(Writer { tx })
+    }
+
+    /// Runs `f` in the next group transaction and returns its result once committed.
+    ///
+    /// `f` runs on the writer thread inside a savepoint; an `Err` rolls its changes back.
+    pub fn write<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<R, Error> + Send + 'static,
+    {
+        let (done_tx, done_rx) = mpsc::sync_channel::<Result<R, Error>>(1);
+        let job: Job = Box::new(move |conn, state| {
+            let result = match catch_unwind(AssertUnwindSafe(|| f(conn, state))) {
+                Ok(r) => r,
+                Err(_) => Err(Error::internal("a store job panicked")),
+            };
+            let keep = result.is_ok();
+            let finish: Finish = Box::new(move |commit| {
+                let outcome = match (result, commit) {
+                    (Ok(r), Ok(())) => Ok(r),
+                    (Ok(_), Err(e)) => Err(Error::internal(format!("commit failed: {e}"))),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = done_tx.send(outcome);
+            });
+            (keep, finish)
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| Error::internal("the store writer has stopped"))?;
+        done_rx
+            .recv()
+            .map_err(|_| Error::internal("the store writer dropped a job"))?
+    }
+}
+
+fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut finishes: Vec<Finish> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = began {
+            // Dropping a job unrun closes its reply channel: its waiter gets an error.
+            log::error!("store: cannot begin a transaction: {e}");
+            batch.clear();
+            continue;
+        }
+        let saved_last_id = state.last_order_id;
+        for job in batch.drain(..) {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                log::error!("store: cannot open a savepoint: {e}");
+                drop(job);
+                continue;
+            }
+            let (keep, finish) = job(&conn, &mut state);
+            let end = if keep {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Err(e) = end {
+                log::error!("store: savepoint end failed: {e}");
+            }
+            finishes.push(finish);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            log::error!("store: commit of {} jobs failed: {e}", finishes.len());
+            let _ = conn.execute_batch("ROLLBACK");
+            state.last_order_id = saved_last_id;
+        }
+        for finish in finishes.drain(..) {
+            finish(commit.clone());
+        }
+    }
+    log::debug!("store writer: all handles dropped, stopping");
+}

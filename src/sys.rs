@@ -1,0 +1,240 @@
+//! The two inputs unipay takes from the outside world besides requests: the time and
+//! randomness. Both come in through small traits so that tests can drive them; everything else
+//! in the program is a function of its inputs and the database.
+//!
+//! This module also owns the one wall-clock text format of the protocol, `yyyy-MM-dd HH:mm:ss`
+//! in a fixed UTC offset.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of the current time, in milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A source of random bytes, good enough for secrets and tokens.
+pub trait Random: Send + Sync {
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The operating system's random source.
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("the operating system has a random source");
+    }
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `len` random characters from `[A-Za-z0-9]` (trace ids, secrets, tokens).
+pub fn random_alnum(random: &dyn Random, len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        random.fill(&mut buf);
+        for &b in &buf {
+            // 62 * 4 = 248: rejecting 248..=255 keeps every character equally likely.
+            if b < 248 && out.len() < len {
+                out.push(ALNUM[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A fixed offset from UTC, in seconds, as given by `--tz-offset +08:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcOffset(pub i32);
+
+impl UtcOffset {
+    /// China Standard Time, where DaxPay deployments run.
+    pub const CST: UtcOffset = UtcOffset(8 * 3600);
+
+    /// Parses `+08:00`, `-05:30`, `+0800`, `Z` or `+8`.
+    pub fn parse(s: &str) -> Option<UtcOffset> {
+        if s == "Z" || s == "z" {
+            return Some(UtcOffset(0));
+        }
+        let (sign, rest) = match s.as_bytes().first()? {
+            b'+' => (1, &s[1..]),
+            b'-' => (-1, &s[1..]),
+            _ => return None,
+        };
+        let (h, m) = match rest.split_once(':') {
+            Some((h, m)) => (h, m),
+            None if rest.len() == 4 => rest.split_at(2),
+            None => (rest, "0"),
+        };
+        if h.is_empty() || h.len() > 2 || m.is_empty() || m.len() > 2 {
+            return None;
+        }
+        let h: i32 = h.parse().ok()?;
+        let m: i32 = m.parse().ok()?;
+        if h > 14 || m > 59 {
+            return None;
+        }
+        Some(UtcOffset(sign * (h * 3600 + m * 60)))
+    }
+}
+
+impl std::fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { '-' } else { '+' };
+        let a = self.0.abs();
+        write!(f, "{}{:02}:{:02}", sign, a / 3600, a % 3600 / 60)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// The date of a day number since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The fields of a local time: year, month, day, hour, minute, second.
+pub fn local_fields(ms: i64, offset: UtcOffset) -> [i64; 6] {
+    let secs = ms.div_euclid(1000) + offset.0 as i64;
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let (y, mo, d) = civil_from_days(days);
+    [y, mo, d, sod / 3600, sod % 3600 / 60, sod % 60]
+}
+
+/// `yyyy-MM-dd HH:mm:ss` of an instant, seen in `offset`.
+pub fn format_time(ms: i64, offset: UtcOffset) -> String {
+    let [y, mo, d, h, mi, s] = local_fields(ms, offset);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+/// `yyyyMMddHHmmss` of an instant, seen in `offset` (order numbers).
+pub fn format_compact(ms: i64, offset: UtcOffset) -> String {
+    let [y, mo, d, h, mi, s] = local_fields(ms, offset);
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}")
+}
+
+/// Reads a strict `yyyy-MM-dd HH:mm:ss` in `offset` as milliseconds since the epoch.
+pub fn parse_time(s: &str, offset: UtcOffset) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = &b[r];
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset.0 as i64;
+    Some(secs * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trips_in_cst() {
+        let ms = parse_time("2025-04-10 17:02:14", UtcOffset::CST).unwrap();
+        assert_eq!(ms, 1_744_275_734_000);
+        assert_eq!(format_time(ms, UtcOffset::CST), "2025-04-10 17:02:14");
+        assert_eq!(format_time(ms, UtcOffset(0)), "2025-04-10 09:02:14");
+        assert_eq!(format_compact(ms, UtcOffset::CST), "20250410170214");
+    }
+
+    #[test]
+    fn bad_times_are_refused() {
+        for s in [
+            "2025-02-29 00:00:00",
+            "2025-4-10 17:02:14",
+            "2025-04-10T17:02:14",
+            "2025-04-10 24:00:00",
+            "2025-13-01 00:00:00",
+            "2025-04-10 17:02:1x",
+            "",
+        ] {
+            assert_eq!(parse_time(s, UtcOffset::CST), None, "{s}");
+        }
+        assert!(parse_time("2024-02-29 23:59:59", UtcOffset::CST).is_some());
+    }
+
+    #[test]
+    fn offsets_parse() {
+        assert_eq!(UtcOffset::parse("+08:00"), Some(UtcOffset::CST));
+        assert_eq!(UtcOffset::parse("-05:30"), Some(UtcOffset(-19800)));
+        assert_eq!(UtcOffset::parse("+0800"), Some(UtcOffset::CST));
+        assert_eq!(UtcOffset::parse("Z"), Some(UtcOffset(0)));
+        assert_eq!(UtcOffset::parse("08:00"), None);
+        assert_eq!(UtcOffset::parse("+25:00"), None);
+        assert_eq!(UtcOffset::CST.to_string(), "+08:00");
+    }
+
+    #[test]
+    fn random_alnum_has_the_right_alphabet() {
+        let s = random_alnum(&OsRandom, 100);
+        assert_eq!(s.len(), 100);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}

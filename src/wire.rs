@@ -1,0 +1,594 @@
+//! The DaxPay wire format: the only module that knows JSON field names.
+//!
+//! Requests are read in two passes over the parsed JSON object, as DaxPay's Spring server does:
+//! first every known field of the endpoint is checked for its JSON type (a wrong type is 10505),
+//! then for presence and length (10506). Unknown fields are ignored and `null` means absent.
+//! The signature is computed over the known fields only, rendered by DaxPay's rules (see
+//! `sign`). Replies and order data are written here too, field by field, in the order the SDK
+//! declares them, so that the bytes sent are the bytes signed.
+
+use serde_json::{Map, Value};
+
+use crate::domain::{Amount, Order};
+use crate::error::Error;
+use crate::sign::{self, SignType};
+use crate::sys::{self, UtcOffset};
+
+/// The JSON type and limit of a request field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string of at most this many characters.
+    Str(usize),
+    /// A `Boolean` (absent when not sent).
+    Bool,
+    /// A primitive `boolean`: always signed, `false` when not sent.
+    PrimBool,
+    /// A decimal number (a numeric string is accepted too).
+    Decimal,
+    /// A `yyyy-MM-dd HH:mm:ss` string.
+    Time,
+}
+
+/// One known field of an endpoint's parameter object.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    /// The Chinese name used in validation messages.
+    pub label: &'static str,
+}
+
+const fn f(name: &'static str, kind: Kind, required: bool, label: &'static str) -> Field {
+    Field {
+        name,
+        kind,
+        required,
+        label,
+    }
+}
+
+/// The fields every signed endpoint has (DaxPay `DaxPayRequest` plus `mchNo`).
+pub const COMMON: &[Field] = &[
+    f("mchNo", Kind::Str(32), true, "商户号"),
+    f("appId", Kind::Str(32), true, "应用号"),
+    f("reqTime", Kind::Time, true, "请求时间"),
+    f("sign", Kind::Str(64), false, "签名"),
+    f("nonceStr", Kind::Str(32), false, "随机数"),
+    f("clientIp", Kind::Str(64), false, "客户端ip"),
+];
+
+/// `POST /unipay/close` (DaxPay `PayCloseParam`).
+pub const CLOSE: &[Field] = &[
+    f("orderNo", Kind::Str(100), false, "支付订单号"),
+    f("bizOrderNo", Kind::Str(100), false, "商户支付订单号"),
+    f("outOrderNo", Kind::Str(150), false, "通道支付订单号"),
+    f("useCancel", Kind::PrimBool, false, "使用撤销关闭订单"),
+];
+
+/// `POST /unipay/query/payOrder` (DaxPay `QueryPayParam`).
+pub const QUERY: &[Field] = &[
+    f("orderNo", Kind::Str(100), false, "支付订单号"),
+    f("bizOrderNo", Kind::Str(100), false, "商户支付订单号"),
+    f("outOrderNo", Kind::Str(150), false, "通道支付订单号"),
+];
+
+/// `POST /unipay/pay` (DaxPay `PayParam`).
+pub const PAY: &[Field] = &[
+    f("bizOrderNo", Kind::Str(100), true, "商户订单号"),
+    f("title", Kind::Str(100), true, "支付标题"),
+    f("description", Kind::Str(500), false, "支付描述"),
+    f("allocation", Kind::Bool, false, "是否开启分账"),
+    f("autoAllocation", Kind::Bool, false, "自动分账"),
+    f("expiredTime", Kind::Time, false, "过期时间"),
+    f("channel", Kind::Str(32), true, "支付通道编码"),
+    f("method", Kind::Str(32), true, "支付方式"),
+    f("otherMethod", Kind::Str(128), false, "其他支付方式"),
+    f("limitPay", Kind::Str(128), false, "限制用户支付类型"),
+    f("amount", Kind::Decimal, true, "支付金额"),
+    f("openId", Kind::Str(128), false, "用户标识"),
+    f("authCode", Kind::Str(128), false, "付款码"),
+    f("terminalNo", Kind::Str(128), false, "终端设备编码"),
+    f("extraParam", Kind::Str(2048), false, "支付扩展参数"),
+    f("attach", Kind::Str(500), false, "商户扩展参数"),
+    f("returnUrl", Kind::Str(200), false, "同步通知URL"),
+    f("quitUrl", Kind::Str(200), false, "退出地址"),
+    f("notifyUrl", Kind::Str(200), false, "异步通知地址"),
+];
+
+/// `POST /unipay/gateway/prePay` (DaxPay `GatewayPayParam`).
+pub const PRE_PAY: &[Field] = &[
+    f("bizOrderNo", Kind::Str(100), true, "商户订单号"),
+    f("title", Kind::Str(100), true, "支付标题"),
+    f("description", Kind::Str(500), false, "支付描述"),
+    f("gatewayPayType", Kind::Str(32), false, "网关支付类型"),
+    f("allocation", Kind::Bool, false, "是否开启分账"),
+    f("autoAllocation", Kind::Bool, false, "自动分账"),
+    f("limitPay", Kind::Str(128), false, "限制用户支付类型"),
+    f("expiredTime", Kind::Time, false, "过期时间"),
+    f("amount", Kind::Decimal, true, "支付金额"),
+    f("attach", Kind::Str(500), false, "商户扩展参数"),
+    f("returnUrl", Kind::Str(200), false, "同步通知URL"),
+    f("notifyUrl", Kind::Str(200), false, "异步通知地址"),
+];
+
+/// The pay methods DaxPay knows (`PayMethodEnum`).
+pub const METHODS: &[&str] = &["wap", "app", "web", "qrcode", "barcode", "jsapi", "other"];
+
+/// A field value that passed the type check, rendered as the signature wants it.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(String),
+    Bool(bool),
+    /// Plain decimal text with trailing zeros stripped.
+    Decimal(String),
+    /// The time text as sent, and its instant.
+    Time(String, i64),
+}
+
+/// The known fields of one request, type-checked and validated.
+#[derive(Debug, Clone)]
+pub struct Params {
+    values: Vec<(&'static str, Val)>,
+    /// Whether a primitive boolean field (`useCancel`) was declared by the endpoint.
+    prim_bools: Vec<&'static str>,
+}
+
+impl Params {
+    /// Reads and validates `fields` of a request body. `offset` reads times.
+    pub fn parse(body: &[u8], fields: &[&[Field]], offset: UtcOffset) -> Result<Params, Error> {
+        let map = parse_object(body)?;
+        Params::from_map(&map, fields, offset)
+    }
+
+    fn from_map(
+        map: &Map<String, Value>,
+        fields: &[&[Field]],
+        offset: UtcOffset,
+    ) -> Result<Params, Error> {
+        let mut values = Vec::with_capacity(16);
+        let mut prim_bools = Vec::new();
+        // Pass 1: JSON types, as deserialisation would fail on them.
+        for field in fields.iter().flat_map(|fs| fs.iter()) {
+            if field.kind == Kind::PrimBool {
+                prim_bools.push(field.name);
+            }
+            let Some(value) = map.get(field.name).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let bad_type =
+                |want: &str| Error::JsonParse(format!("field `{}` must be {want}", field.name));
+            let val = match (field.kind, value) {
+                (Kind::Str(_), Value::String(s)) => Val::Str(s.clone()),
+                (Kind::Str(_), _) => return Err(bad_type("a string")),
+                (Kind::Bool | Kind::PrimBool, Value::Bool(b)) => Val::Bool(*b),
+                (Kind::Bool | Kind::PrimBool, Value::String(s)) if s == "true" || s == "false" => {
+                    Val::Bool(s == "true")
+                }
+                (Kind::Bool | Kind::PrimBool, _) => return Err(bad_type("a boolean")),
+                (Kind::Decimal, Value::Number(n)) => match sign::strip_decimal(&n.to_string()) {
+                    Some(d) => Val::Decimal(d),
+                    None => return Err(bad_type("a plain decimal number")),
+                },
+                (Kind::Decimal, Value::String(s)) => match sign::strip_decimal(s.trim()) {
+                    Some(d) => Val::Decimal(d),
+                    None => return Err(bad_type("a decimal number")),
+                },
+                (Kind::Decimal, _) => return Err(bad_type("a decimal number")),
+                (Kind::Time, Value::String(s)) => match sys::parse_time(s, offset) {
+                    Some(ms) => Val::Time(s.clone(), ms),
+                    None => return Err(bad_type("a time as yyyy-MM-dd HH:mm:ss")),
+                },
+                (Kind::Time, _) => return Err(bad_type("a time as yyyy-MM-dd HH:mm:ss")),
+            };
+            values.push((field.name, val));
+        }
+        let params = Params { values, prim_bools };
+        // Pass 2: presence and length, as bean validation would report them.
+        let mut problems = Vec::new();
+        for field in fields.iter().flat_map(|fs| fs.iter()) {
+            match (params.get(field.name), field.kind) {
+                (None, _) if field.required => problems.push(format!("{}不可为空", field.label)),
+                (Some(Val::Str(s)), _) if field.required && s.trim().is_empty() => {
+                    problems.push(format!("{}不可为空", field.label))
+                }
+                (Some(Val::Str(s)), Kind::Str(max)) if s.chars().count() > max => {
+                    problems.push(format!("{}不可超过{}位", field.label, max))
+                }
+                _ => {}
+            }
+        }
+        if let Some(ip) = params.str("clientIp") {
+            if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+                problems.push("客户端ip格式不正确".to_string());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Validation(problems.join(", ")));
+        }
+        Ok(params)
+    }
+
+    fn get(&self, name: &str) -> Option<&Val> {
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// A string field as sent (possibly empty), or `None` when absent.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A string field that is present and not empty.
+    pub fn non_empty(&self, name: &str) -> Option<&str> {
+        self.str(name).filter(|s| !s.is_empty())
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        match self.get(name) {
+            Some(Val::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A decimal field as plain text without trailing zeros.
+    pub fn decimal(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(Val::Decimal(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// A time field as milliseconds since the epoch.
+    pub fn time_ms(&self, name: &str) -> Option<i64> {
+        match self.get(name) {
+            Some(Val::Time(_, ms)) => Some(*ms),
+            _ => None,
+        }
+    }
+
+    /// The `(key, value)` pairs the signature is computed over (`sign` included; the signer
+    /// drops it).
+    pub fn sign_pairs(&self) -> Vec<(&str, &str)> {
+        let mut pairs: Vec<(&str, &str)> = self
+            .values
+            .iter()
+            .map(|(name, v)| {
+                let text: &str = match v {
+                    Val::Str(s) | Val::Decimal(s) | Val::Time(s, _) => s,
+                    Val::Bool(true) => "true",
+                    Val::Bool(false) => "false",
+                };
+                (*name, text)
+            })
+            .collect();
+        for name in &self.prim_bools {
+            if self.get(name).is_none() {
+                pairs.push((name, "false"));
+            }
+        }
+        pairs
+    }
+}
+
+/// Parses a body that must be one JSON object.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::JsonParse("Required request body is missing".into()));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::JsonParse("the body must be a JSON object".into())),
+        Err(e) => Err(Error::JsonParse(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))),
+    }
+}
+
+/// The `appId` of a body, read loosely, so that an error reply can be signed even when the
+/// request failed validation.
+pub fn peek_app_id(body: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Object(mut map) => match map.remove("appId") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 32 => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A JSON object written field by field, in the caller's order, nulls skipped.
+pub struct JsonObject {
+    buf: String,
+    empty: bool,
+}
+
+impl Default for JsonObject {
+    fn default() -> Self {
+        JsonObject::new()
+    }
+}
+
+impl JsonObject {
+    pub fn new() -> JsonObject {
+        let mut buf = String::with_capacity(256);
+        buf.push('{');
+        JsonObject { buf, empty: true }
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.empty {
+            self.buf.push(',');
+        }
+        self.empty = false;
+        push_json_string(&mut self.buf, name);
+        self.buf.push(':');
+    }
+
+    pub fn str(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.key(name);
+            push_json_string(&mut self.buf, v);
+        }
+        self
+    }
+
+    /// A number already rendered as JSON number text.
+    pub fn raw(&mut self, name: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.key(name);
+            self.buf.push_str(v);
+        }
+        self
+    }
+
+    pub fn bool(&mut self, name: &str, value: Option<bool>) -> &mut Self {
+        self.raw(name, value.map(|b| if b { "true" } else { "false" }))
+    }
+
+    pub fn finish(mut self) -> String {
+        self.buf.push('}');
+        self.buf
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_string(buf: &mut String, s: &str) {
+    buf.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => buf.push_str("\\\""),
+            '\\' => buf.push_str("\\\\"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            '\t' => buf.push_str("\\t"),
+            c if (c as u32) < 0x20 => buf.push_str(&format!("\\u{:04x}", c as u32)),
+            c => buf.push(c),
+        }
+    }
+    buf.push('"');
+}
+
+/// The order as `PayOrderResult`: the fields of the query reply and of notifications, in the
+/// SDK's declaration order, nulls omitted.
+pub fn order_data(order: &Order, offset: UtcOffset) -> String {
+    let time = |ms: Option<i64>| ms.map(|ms| sys::format_time(ms, offset));
+    let mut o = JsonObject::new();
+    o.str("bizOrderNo", Some(&order.biz_order_no))
+        .str("orderNo", Some(&order.order_no))
+        .str("outOrderNo", order.out_order_no.as_deref())
+        .str("title", Some(&order.title))
+        .str("description", order.description.as_deref())
+        .bool("allocation", order.allocation)
+        .bool("autoAllocation", order.auto_allocation)
+        .str("channel", order.channel.as_deref())
+        .str("method", order.method.as_deref())
+        .str("otherMethod", order.other_method.as_deref())
+        .str("limitPay", order.limit_pay.as_deref())
+        .raw("amount", Some(&order.amount.to_yuan()))
+        .raw(
+            "refundableBalance",
+            Some(&order.refundable_balance.to_yuan()),
+        )
+        .str("status", Some(order.status.as_str()))
+        .str("refundStatus", order.refund_status.as_deref())
+        .str("allocStatus", order.alloc_status.as_deref())
+        .str("payTime", time(order.pay_time).as_deref())
+        .str("closeTime", time(order.close_time).as_deref())
+        .str("expiredTime", time(Some(order.expired_time)).as_deref())
+        .str("attach", order.attach.as_deref())
+        .str("errorMsg", order.error_msg.as_deref());
+    o.finish()
+}
+
+/// The pay reply's data (`PayResult`).
+pub fn pay_data(order: &Order, pay_body: Option<&str>) -> String {
+    let mut o = JsonObject::new();
+    o.str("bizOrderNo", Some(&order.biz_order_no))
+        .str("orderNo", Some(&order.order_no))
+        .str("status", Some(order.status.as_str()))
+        .str("payBody", pay_body);
+    o.finish()
+}
+
+/// The prePay reply's data (`GatewayPayUrlResult`).
+pub fn gateway_data(url: &str) -> String {
+    let mut o = JsonObject::new();
+    o.str("url", Some(url));
+    o.finish()
+}
+
+/// Who signs a reply: the app's sign type and secret.
+pub struct Signer<'a> {
+    pub sign_type: SignType,
+    pub secret: &'a str,
+}
+
+/// The reply envelope `{code, msg, data, sign, resTime, traceId}`, signed when a signer is
+/// known. `data` is raw JSON (an object) or `None` for `null`.
+pub fn envelope(
+    code: i32,
+    msg: &str,
+    data: Option<&str>,
+    res_time: &str,
+    trace_id: &str,
+    signer: Option<&Signer>,
+) -> Vec<u8> {
+    let code_text = code.to_string();
+    let sign = signer.map(|s| {
+        let mut pairs = vec![("code", code_text.as_str()), ("msg", msg)];
+        if let Some(d) = data {
+            pairs.push(("data", d));
+        }
+        pairs.push(("resTime", res_time));
+        pairs.push(("traceId", trace_id));
+        sign::sign(s.sign_type, &pairs, s.secret)
+    });
+    let mut o = JsonObject::new();
+    o.raw("code", Some(&code_text))
+        .str("msg", Some(msg))
+        .raw("data", Some(data.unwrap_or("null")))
+        .str("sign", sign.as_deref())
+        .str("resTime", Some(res_time))
+        .str("traceId", Some(trace_id));
+    o.finish().into_bytes()
+}
+
+/// The validated `amount` of a pay request, in cents.
+pub fn amount(params: &Params) -> Result<Amount, Error> {
+    let text = params
+        .decimal("amount")
+        .ok_or_else(|| Error::Validation("支付金额不可为空".into()))?;
+    Amount::parse_yuan(text).map_err(|why| Error::Validation(why.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{
+  "bizOrderNo" : "SDK_1721807811589",
+  "useCancel" : true,
+  "mchNo" : "M1723635576766",
+  "appId" : "M8207639754663343",
+  "clientIp" : "127.0.0.1",
+  "sign" : "71cb5cc7c575651ad0bef8fb3348aeb7",
+  "reqTime" : "2025-04-10 17:02:14"
+}"#;
+
+    fn close(body: &str) -> Result<Params, Error> {
+        Params::parse(body.as_bytes(), &[COMMON, CLOSE], UtcOffset::CST)
+    }
+
+    #[test]
+    fn the_seed_request_verifies() {
+        let p = close(SEED).unwrap();
+        assert!(sign::verify(
+            SignType::Md5,
+            &p.sign_pairs(),
+            "123456",
+            p.str("sign").unwrap()
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_are_not_signed_and_use_cancel_defaults_to_false() {
+        let p = close(
+            r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-01-01 00:00:00","bizOrderNo":"SDK_1",
+                "nonceStr":"abc","outOrderNo":"","extra":"x","orderNo":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            sign::sign(SignType::Md5, &p.sign_pairs(), "123456"),
+            "0389651145916bbf5994df86405ba5d6"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_json_errors_and_limits_are_validation_errors() {
+        let base = r#""mchNo":"M1","appId":"A1","reqTime":"2025-01-01 00:00:00""#;
+        let code = |extra: &str| close(&format!("{{{base}{extra}}}")).err().map(|e| e.code());
+        assert_eq!(code(""), None);
+        assert_eq!(code(r#","useCancel":"yes""#), Some(10505));
+        assert_eq!(code(r#","orderNo":5"#), Some(10505));
+        assert_eq!(
+            code(&format!(r#","orderNo":"{}""#, "x".repeat(101))),
+            Some(10506)
+        );
+        assert_eq!(code(r#","clientIp":"300.1.1.1""#), Some(10506));
+        assert_eq!(
+            close(r#"{"mchNo":"M1","appId":"A1","reqTime":"2025/01/01"}"#)
+                .unwrap_err()
+                .code(),
+            10505
+        );
+        assert_eq!(
+            close(r#"{"mchNo":"M1","reqTime":"2025-01-01 00:00:00"}"#)
+                .unwrap_err()
+                .code(),
+            10506
+        );
+        assert_eq!(close("[1]").unwrap_err().code(), 10505);
+        assert_eq!(close("").unwrap_err().code(), 10505);
+        assert_eq!(close("{").unwrap_err().code(), 10505);
+    }
+
+    #[test]
+    fn amounts_are_signed_without_trailing_zeros() {
+        let p = Params::parse(
+            br#"{"amount":1.10,"title":"t"}"#,
+            &[&[
+                f("amount", Kind::Decimal, true, "a"),
+                f("title", Kind::Str(9), true, "t"),
+            ]],
+            UtcOffset::CST,
+        )
+        .unwrap();
+        assert_eq!(p.sign_pairs(), vec![("amount", "1.1"), ("title", "t")]);
+        let p = Params::parse(
+            br#"{"amount":"2.00"}"#,
+            &[&[f("amount", Kind::Decimal, true, "a")]],
+            UtcOffset::CST,
+        )
+        .unwrap();
+        assert_eq!(p.decimal("amount"), Some("2"));
+    }
+
+    #[test]
+    fn envelope_is_signed_over_its_fields() {
+        let body = envelope(
+            0,
+            "success",
+            None,
+            "2025-04-10 17:09:08",
+            "gV9vddq9TkQn",
+            Some(&Signer {
+                sign_type: SignType::Md5,
+                secret: "123456",
+            }),
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["sign"], "41dde6c64bba81938d0b34c3b73aa280");
+        assert_eq!(v["data"], Value::Null);
+        let unsigned = envelope(20052, "验签失败", None, "2025-04-10 17:09:08", "x", None);
+        let v: Value = serde_json::from_slice(&unsigned).unwrap();
+        assert!(v.get("sign").is_none());
+        assert_eq!(v["resTime"], "2025-04-10 17:09:08");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut o = JsonObject::new();
+        o.str("a", Some("x\"y\\z\n\u{1}<"))
+            .str("b", None)
+            .bool("c", Some(true));
+        let s = o.finish();
+        assert_eq!(s, r#"{"a":"x\"y\\z\n\u0001<","c":true}"#);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["a"], "x\"y\\z\n\u{1}<");
+    }
+}
