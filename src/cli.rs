@@ -9,9 +9,10 @@ use crate::channel::Channels;
 use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
 use crate::domain::App;
 use crate::http::{self, Limits};
+use crate::notify;
 use crate::router::Router;
 use crate::sign;
-use crate::store::{self, CreateAppError, Store};
+use crate::store::{self, CreateAppError, EventFilter, Store};
 use crate::sys::{self, Clock, OsRandom, Random, SystemClock};
 use crate::wire::{self, Params};
 
@@ -24,6 +25,8 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::Serve(cfg) => serve(&cfg),
         Command::AppCreate(cfg) => app_create(&cfg),
         Command::AppList { db } => app_list(&db),
+        Command::NotifyList { db, filter } => notify_list(&db, filter),
+        Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
         Command::Help(text) => {
             print!("{text}");
@@ -98,6 +101,13 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         random.clone(),
         base_url.clone(),
     );
+    notify::start(
+        store.clone(),
+        clock.clone(),
+        random.clone(),
+        cfg.offset,
+        cfg.notify.clone(),
+    )?;
     let gateway = Gateway::new(store, channels, clock, random, base_url);
     let handle = http::serve(listener, Limits::DEFAULT, Arc::new(Router { gw: gateway }))?;
     handle.join();
@@ -157,6 +167,42 @@ fn app_list(db: &std::path::Path) -> Result<(), RunError> {
     for app in store::list_apps(&conn)? {
         println!("{}", app_json(&app));
     }
+    Ok(())
+}
+
+fn notify_list(db: &std::path::Path, filter: EventFilter) -> Result<(), RunError> {
+    let (conn, _) = store::open_connection(db)?;
+    let offset = sys::UtcOffset::CST;
+    for ev in store::list_events(&conn, filter, 1000)? {
+        let time = |ms: i64| sys::format_time(ms, offset);
+        let mut o = wire::JsonObject::new();
+        o.raw("id", Some(&ev.id.to_string()))
+            .str("orderNo", Some(&ev.order_no))
+            .str("target", Some(&ev.target))
+            .str("url", Some(&ev.url))
+            .str("status", Some(&ev.status))
+            .str("state", Some(&ev.state))
+            .raw("attempts", Some(&ev.attempts.to_string()))
+            .str(
+                "nextAttemptAt",
+                (ev.state == "pending")
+                    .then(|| time(ev.next_attempt_at))
+                    .as_deref(),
+            )
+            .str("lastError", ev.last_error.as_deref())
+            .str("createdAt", Some(&time(ev.created_at)))
+            .str("finishedAt", ev.finished_at.map(time).as_deref());
+        println!("{}", o.finish());
+    }
+    Ok(())
+}
+
+fn notify_resend(db: &std::path::Path, event_id: i64) -> Result<(), RunError> {
+    let (conn, _) = store::open_connection(db)?;
+    if !store::resend_event(&conn, event_id, SystemClock.now_ms())? {
+        return Err(format!("no notification event {event_id}").into());
+    }
+    println!("event {event_id} is due now; a running server delivers it within a second");
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use crate::domain::Amount;
+use crate::notify::{self, NotifyConfig};
 use crate::sign::SignType;
+use crate::store::EventFilter;
 use crate::sys::UtcOffset;
 
 /// What the user asked for.
@@ -14,6 +16,14 @@ pub enum Command {
     AppCreate(AppCreateConfig),
     AppList {
         db: PathBuf,
+    },
+    NotifyList {
+        db: PathBuf,
+        filter: EventFilter,
+    },
+    NotifyResend {
+        db: PathBuf,
+        event_id: i64,
     },
     Call(CallConfig),
     /// Print this text to stdout and exit 0.
@@ -27,6 +37,7 @@ pub struct ServeConfig {
     pub db: PathBuf,
     pub listen: String,
     pub offset: UtcOffset,
+    pub notify: NotifyConfig,
 }
 
 /// `unipay app create`.
@@ -87,6 +98,8 @@ Commands:
   app create    Create a merchant application (and its merchant)
   app list      List the applications
   call          Send a signed request to a running server and print the reply
+  notify list   List merchant notifications (--pending, --failed)
+  notify resend Deliver a notification again
   version       Print the version
 
 Run `unipay <COMMAND> --help` for the options of a command.
@@ -96,11 +109,15 @@ pub const SERVE_HELP: &str = "\
 unipay serve: run the gateway
 
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
+                    [--notify-retry-schedule 15s,15s,30s,...]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
   --listen HOST:PORT   Address to listen on; port 0 picks a free one  [env UNIPAY_LISTEN, default 127.0.0.1:9999]
   --tz-offset OFFSET   UTC offset that request times are read in  [env UNIPAY_TZ_OFFSET, default +08:00]
+  --notify-retry-schedule LIST
+                       Waits between notification attempts (ms, s, m, h)
+                       [default 15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
@@ -123,6 +140,18 @@ Options of `app create`:
   --order-timeout MINUTES Default order lifetime  [default 30]
   --limit-amount YUAN     Largest amount of one order
 Both commands work while `unipay serve` runs on the same file.
+";
+
+pub const NOTIFY_HELP: &str = "\
+unipay notify: merchant notifications (the outbox)
+
+Usage:
+  unipay notify list --db PATH [--pending | --failed]
+  unipay notify resend --db PATH EVENT_ID
+
+`list` prints one JSON line per event, newest first (at most 1000). `--failed` shows the
+events that were given up after the last retry. `resend` makes an event due now with a fresh
+round of retries; it works while `unipay serve` runs on the same file.
 ";
 
 pub const CALL_HELP: &str = "\
@@ -211,6 +240,14 @@ impl Command {
                 ))),
             },
             Some("call") => parse_call(&mut args),
+            Some("notify") => match args.next().as_deref() {
+                Some("list") => parse_notify_list(&mut args),
+                Some("resend") => parse_notify_resend(&mut args),
+                Some("-h" | "--help") | None => Ok(Command::Help(NOTIFY_HELP)),
+                Some(other) => Err(UsageError(format!(
+                    "unknown command `notify {other}` (try `notify list` or `notify resend`)"
+                ))),
+            },
             Some("version" | "--version" | "-V") => Ok(Command::Version),
             Some("-h" | "--help" | "help") => Ok(Command::Help(HELP)),
             Some(flag) if flag.starts_with('-') => {
@@ -226,11 +263,15 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut db = env("UNIPAY_DB");
     let mut listen = env("UNIPAY_LISTEN");
     let mut offset = env("UNIPAY_TZ_OFFSET");
+    let mut schedule = env("UNIPAY_NOTIFY_RETRY_SCHEDULE");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "--db" => db = Some(args.value("--db", inline)?),
             "--listen" => listen = Some(args.value("--listen", inline)?),
+            "--notify-retry-schedule" => {
+                schedule = Some(args.value("--notify-retry-schedule", inline)?)
+            }
             "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
             "-h" | "--help" => return Ok(Command::Help(SERVE_HELP)),
             other => return Err(unknown(other, "serve")),
@@ -240,10 +281,16 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     if !listen.contains(':') {
         return Err(UsageError(format!("--listen: `{listen}` is not HOST:PORT")));
     }
+    let mut notify = NotifyConfig::default();
+    if let Some(text) = schedule {
+        notify.schedule = notify::parse_schedule(&text)
+            .map_err(|e| UsageError(format!("--notify-retry-schedule: {e}")))?;
+    }
     Ok(Command::Serve(ServeConfig {
         db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),
         listen,
         offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
+        notify,
     }))
 }
 
@@ -259,6 +306,42 @@ fn parse_app_list(args: &mut Args) -> Result<Command, UsageError> {
     }
     Ok(Command::AppList {
         db: PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?),
+    })
+}
+
+fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut filter = EventFilter::All;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--pending" => filter = EventFilter::Pending,
+            "--failed" => filter = EventFilter::GivenUp,
+            "-h" | "--help" => return Ok(Command::Help(NOTIFY_HELP)),
+            other => return Err(unknown(other, "notify list")),
+        }
+    }
+    let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
+    Ok(Command::NotifyList { db, filter })
+}
+
+fn parse_notify_resend(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut event = None;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(NOTIFY_HELP)),
+            other if other.starts_with('-') => return Err(unknown(other, "notify resend")),
+            _ if event.is_none() => event = Some(parse_int("EVENT_ID", &arg, 1)?),
+            _ => return Err(UsageError("notify resend takes one EVENT_ID".into())),
+        }
+    }
+    Ok(Command::NotifyResend {
+        db: PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?),
+        event_id: event.ok_or_else(|| UsageError("notify resend needs an EVENT_ID".into()))?,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod html;
 pub mod http;
+pub mod notify;
 pub mod router;
 pub mod sign;
 pub mod store;

@@ -92,7 +92,6 @@ impl Handler for Router {
             ReadError::BodyTooLarge => Error::Validation("请求体过大".into()),
             ReadError::HeadersTooLarge => Error::Validation("请求头过大".into()),
             ReadError::Malformed => Error::JsonParse("malformed HTTP request".into()),
-            ReadError::LengthRequired => Error::Validation("缺少请求体长度".into()),
         };
         let answer = api::error_reply(&self.gw, error, &trace_id);
         log::info!(

@@ -458,6 +458,58 @@ pub fn envelope(
     o.finish().into_bytes()
 }
 
+/// A `data` object re-rendered with its keys sorted case-insensitively, as DaxPay renders a
+/// map-valued field (notifications carry `data` as a map).
+pub fn sorted_data(data_json: &str) -> Result<String, serde_json::Error> {
+    let map: Map<String, Value> = serde_json::from_str(data_json)?;
+    let mut entries: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !v.is_null()).collect();
+    entries.sort_by(|a, b| {
+        let (x, y) = (a.0.to_lowercase(), b.0.to_lowercase());
+        x.cmp(&y).then_with(|| a.0.cmp(b.0))
+    });
+    let mut o = JsonObject::new();
+    for (k, v) in entries {
+        match v {
+            Value::String(s) => o.str(k, Some(s)),
+            other => o.raw(k, Some(&other.to_string())),
+        };
+    }
+    Ok(o.finish())
+}
+
+/// The body of a merchant notification (spec §9):
+/// `{mchNo, appId, code, msg, data, sign, resTime, traceId}`, signed over every field but
+/// `sign`, with `data` (already sorted, see `sorted_data`) rendered as sent.
+pub fn notice_body(
+    mch_no: &str,
+    app_id: &str,
+    data: &str,
+    res_time: &str,
+    trace_id: &str,
+    signer: &Signer,
+) -> String {
+    let pairs = [
+        ("mchNo", mch_no),
+        ("appId", app_id),
+        ("code", "0"),
+        ("msg", "success"),
+        ("data", data),
+        ("resTime", res_time),
+        ("traceId", trace_id),
+    ];
+    let sign = sign::sign(signer.sign_type, &pairs, signer.secret);
+    let mut o = JsonObject::new();
+    o.str("mchNo", Some(mch_no))
+        .str("appId", Some(app_id))
+        .raw("code", Some("0"))
+        .str("msg", Some("success"))
+        .raw("data", Some(data))
+        .str("sign", Some(&sign))
+        .str("resTime", Some(res_time))
+        .str("traceId", Some(trace_id));
+    o.finish()
+}
+
 /// The validated `amount` of a pay request, in cents.
 pub fn amount(params: &Params) -> Result<Amount, Error> {
     let text = params
@@ -578,6 +630,47 @@ mod tests {
         let v: Value = serde_json::from_slice(&unsigned).unwrap();
         assert!(v.get("sign").is_none());
         assert_eq!(v["resTime"], "2025-04-10 17:09:08");
+    }
+
+    #[test]
+    fn notice_data_is_sorted_case_insensitively_and_signed() {
+        let data = sorted_data(
+            r#"{"orderNo":"P1","amount":0.01,"allocStatus":"x","allocation":true,"Zed":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            r#"{"allocation":true,"allocStatus":"x","amount":0.01,"orderNo":"P1"}"#
+        );
+        let signer = Signer {
+            sign_type: SignType::HmacSha256,
+            secret: "123456",
+        };
+        let body = notice_body(
+            "M1",
+            "A1",
+            &data,
+            "2025-04-10 17:02:15",
+            "ABCDEF123456",
+            &signer,
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let pairs = [
+            ("appId", "A1"),
+            ("code", "0"),
+            ("data", data.as_str()),
+            ("mchNo", "M1"),
+            ("msg", "success"),
+            ("resTime", "2025-04-10 17:02:15"),
+            ("traceId", "ABCDEF123456"),
+        ];
+        assert!(sign::verify(
+            SignType::HmacSha256,
+            &pairs,
+            "123456",
+            v["sign"].as_str().unwrap()
+        ));
+        assert_eq!(v["data"]["amount"].to_string(), "0.01");
     }
 
     #[test]

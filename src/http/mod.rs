@@ -91,8 +91,6 @@ pub enum ReadError {
     HeadersTooLarge,
     /// Not HTTP/1.x, a bad request line, a bad header, a bad Content-Length, a bad chunk.
     Malformed,
-    /// A body without Content-Length (nor chunked encoding) on a method that needs one.
-    LengthRequired,
 }
 
 /// What a server needs from the application.

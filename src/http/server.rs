@@ -306,7 +306,6 @@ fn call_on_read_error(handler: &dyn Handler, err: ReadError, req: Option<&Reques
                 ReadError::BodyTooLarge => 413,
                 ReadError::HeadersTooLarge => 431,
                 ReadError::Malformed => 400,
-                ReadError::LengthRequired => 411,
             };
             Response::text(status, reason_phrase(status))
         }
@@ -339,25 +338,18 @@ impl Conn<'_> {
         let deadline = Instant::now() + self.limits.request_timeout;
         match self.read_message(deadline) {
             Ok((req, keep_alive)) => Next::Request(req, keep_alive),
-            Err(unread) => match *unread {
-                Unread {
-                    fail: Fail::Read(err),
-                    req,
-                } => Next::Fail(err, req),
-                Unread {
-                    fail: Fail::Timeout,
-                    ..
-                } => Next::Timeout,
-                Unread {
-                    fail: Fail::Eof, ..
-                } => Next::Close,
-                Unread {
-                    fail: Fail::Io(e), ..
-                } => {
-                    log::debug!("{}: read: {e}", self.peer);
-                    Next::Close
+            Err(unread) => {
+                let Unread { fail, req } = *unread;
+                match fail {
+                    Fail::Read(err) => Next::Fail(err, req),
+                    Fail::Timeout => Next::Timeout,
+                    Fail::Eof => Next::Close,
+                    Fail::Io(e) => {
+                        log::debug!("{}: read: {e}", self.peer);
+                        Next::Close
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -373,7 +365,7 @@ impl Conn<'_> {
             };
         }
         /// Fails with a read error, together with what was read of the request.
-        macro_rules! reject {
+        macro_rules! fail_with {
             ($err:expr, $req:expr) => {
                 return Err(Box::new(Unread {
                     fail: Fail::Read($err),
@@ -399,7 +391,7 @@ impl Conn<'_> {
             }
         };
         let Some(line) = line else {
-            reject!(ReadError::Malformed, None);
+            fail_with!(ReadError::Malformed, None);
         };
         let mut req = Request {
             method: line.method,
@@ -426,10 +418,10 @@ impl Conn<'_> {
                 break;
             }
             if req.headers.len() >= limits.max_headers {
-                reject!(ReadError::HeadersTooLarge, Some(req));
+                fail_with!(ReadError::HeadersTooLarge, Some(req));
             }
             let Some((name, value)) = parse_header(&self.buf[s..e]) else {
-                reject!(ReadError::Malformed, Some(req));
+                fail_with!(ReadError::Malformed, Some(req));
             };
             let malformed = match name.as_str() {
                 "content-length" => match parse_content_length(&value) {
@@ -461,12 +453,12 @@ impl Conn<'_> {
                 _ => false,
             };
             if malformed {
-                reject!(ReadError::Malformed, Some(req));
+                fail_with!(ReadError::Malformed, Some(req));
             }
             req.headers.push((name, value));
         }
         if chunked && content_length.is_some() {
-            reject!(ReadError::Malformed, Some(req));
+            fail_with!(ReadError::Malformed, Some(req));
         }
         let keep_alive = if line.http10 {
             conn_keep_alive && !conn_close
@@ -478,7 +470,7 @@ impl Conn<'_> {
 
         if let Some(len) = content_length {
             if len > limits.max_body as u64 {
-                reject!(ReadError::BodyTooLarge, Some(req));
+                fail_with!(ReadError::BodyTooLarge, Some(req));
             }
             let len = len as usize;
             if len > 0 {
@@ -1033,7 +1025,6 @@ mod tests {
                 ReadError::BodyTooLarge => 413,
                 ReadError::HeadersTooLarge => 431,
                 ReadError::Malformed => 400,
-                ReadError::LengthRequired => 411,
             };
             let path = req.map_or("-", |r| r.path.as_str());
             Response::text(status, &format!("{err:?} {path}"))

@@ -7,10 +7,11 @@
 //! transaction as its close record and its outbox rows. The schema is `schema.sql` at the top of
 //! the repository; later steps are appended to `MIGRATIONS`, keyed on `PRAGMA user_version`.
 
+mod outbox;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -23,7 +24,8 @@ use crate::sign::SignType;
 use crate::sys::{self, UtcOffset};
 use crate::wire;
 
-pub use writer::{Writer, WriterState};
+pub use outbox::{attempts, list_events, resend_event, Attempt, DueEvent, EventFilter, EventInfo};
+pub use writer::{Signal, Writer, WriterState};
 
 /// The ordered schema steps; step N brings `user_version` to N. Never edit a released step.
 const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
@@ -35,6 +37,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub enum OpenError {
     Sqlite(PathBuf, rusqlite::Error),
+    /// The writer thread could not be started.
+    Thread(std::io::Error),
     /// The file was written by a newer unipay.
     TooNew {
         path: PathBuf,
@@ -47,6 +51,7 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::Sqlite(path, e) => write!(f, "cannot open database {}: {e}", path.display()),
+            OpenError::Thread(e) => write!(f, "cannot start the store writer thread: {e}"),
             OpenError::TooNew { path, found, known } => write!(
                 f,
                 "database {} has schema version {found}, newer than this unipay knows ({known}); \
@@ -105,6 +110,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<bool, OpenError> {
 /// The database of a running server: a writer thread and read connections.
 pub struct Store {
     path: PathBuf,
+    /// Raised after each commit that wrote notification rows.
+    events: Arc<Signal>,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     offset: UtcOffset,
@@ -123,14 +130,16 @@ impl Store {
                 r.get(0)
             })
             .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
-        let writer = Writer::start(conn, WriterState { last_order_id }).map_err(|e| {
-            OpenError::Sqlite(
-                path.to_path_buf(),
-                rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            )
-        })?;
+        let events = Arc::new(Signal::default());
+        let state = WriterState {
+            last_order_id,
+            events_enqueued: false,
+            events: events.clone(),
+        };
+        let writer = Writer::start(conn, state).map_err(OpenError::Thread)?;
         let store = Store {
             path: path.to_path_buf(),
+            events,
             writer,
             readers: Mutex::new(Vec::new()),
             offset,
@@ -171,6 +180,11 @@ impl Store {
 
     pub fn offset(&self) -> UtcOffset {
         self.offset
+    }
+
+    /// Raised after every commit that wrote notification rows (the notifier waits on it).
+    pub fn events_signal(&self) -> Arc<Signal> {
+        self.events.clone()
     }
 
     /// Whether the merchant exists (`None` if not) and is enabled.
@@ -256,9 +270,10 @@ impl Store {
         now: i64,
     ) -> Result<Option<Order>, Error> {
         let offset = self.offset;
-        self.write(move |c, _| {
+        self.write(move |c, state| {
             transition(
                 c,
+                state,
                 order_id,
                 &PayStatus::CLOSABLE,
                 PayStatus::Fail,
@@ -273,7 +288,7 @@ impl Store {
     /// A `progress` order is returned as `NeedsChannel`; any other status is 20044.
     pub fn close_local(&self, order_id: i64, req: CloseRequest) -> Result<LocalClose, Error> {
         let offset = self.offset;
-        self.write(move |c, _| {
+        self.write(move |c, state| {
             let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
             match plan_close(order.status, false) {
                 Err(_) => Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
@@ -281,6 +296,7 @@ impl Store {
                 Ok(ClosePlan::Local) => {
                     let closed = transition(
                         c,
+                        state,
                         order_id,
                         &[PayStatus::Wait],
                         PayStatus::Close,
@@ -307,11 +323,11 @@ impl Store {
         req: CloseRequest,
     ) -> Result<(Order, bool), Error> {
         let offset = self.offset;
-        self.write(move |c, _| {
+        self.write(move |c, state| {
             let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
             match outcome {
                 ChannelCloseOutcome::Closed => {
-                    match transition(c, order_id, &[PayStatus::Progress], close_type.target(), req.now, None, offset)? {
+                    match transition(c, state, order_id, &[PayStatus::Progress], close_type.target(), req.now, None, offset)? {
                         Some(closed) => {
                             insert_close_record(c, &closed, close_type, true, None, &req)?;
                             Ok((closed, true))
@@ -331,7 +347,7 @@ impl Store {
                          WHERE id = ?1 AND status IN ('wait', 'progress')",
                     )?;
                     st.execute(params![order_id, trade_no, paid_at])?;
-                    match transition(c, order_id, &PayStatus::PAYABLE, PayStatus::Success, req.now, None, offset)? {
+                    match transition(c, state, order_id, &PayStatus::PAYABLE, PayStatus::Success, req.now, None, offset)? {
                         Some(paid) => Ok((paid, true)),
                         None => Ok((order, false)),
                     }
@@ -389,7 +405,7 @@ impl Store {
         now: i64,
     ) -> Result<Order, Error> {
         let offset = self.offset;
-        self.write(move |c, _| {
+        self.write(move |c, state| {
             let mut st = c.prepare_cached(&format!("SELECT {ORDER_COLS} FROM pay_order WHERE order_no = ?1"))?;
             let order = st.query_row([&order_no], row_to_order).optional()?.ok_or(Error::OrderNotFound)?;
             let refuse = |why: &str| Err(Error::TradeStatus(why.to_string()));
@@ -438,7 +454,7 @@ impl Store {
                  WHERE id = ?1 AND status IN ('wait', 'progress')",
             )?;
             st.execute(params![order.id, trade_no, now, crate::channel::SANDBOX])?;
-            transition(c, order.id, &PayStatus::PAYABLE, PayStatus::Success, now, None, offset)?
+            transition(c, state, order.id, &PayStatus::PAYABLE, PayStatus::Success, now, None, offset)?
                 .ok_or_else(|| Error::TradeStatus("订单状态已变化, 无法支付".into()))
         })
     }
@@ -625,6 +641,7 @@ fn find_order(c: &Connection, app_id: &str, key: &OrderKey) -> rusqlite::Result<
 /// `from` (the caller reports the real state).
 fn transition(
     c: &Connection,
+    state: &mut WriterState,
     order_id: i64,
     from: &[PayStatus],
     to: PayStatus,
@@ -646,8 +663,8 @@ fn transition(
     }
     let order =
         order_by_id(c, order_id)?.ok_or_else(|| Error::internal("changed order vanished"))?;
-    if to.is_terminal() {
-        enqueue_notifications(c, &order, now, offset)?;
+    if to.is_terminal() && enqueue_notifications(c, &order, now, offset)? {
+        state.events_enqueued = true;
     }
     Ok(Some(order))
 }
@@ -659,7 +676,7 @@ fn enqueue_notifications(
     order: &Order,
     now: i64,
     offset: UtcOffset,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let mut st = c.prepare_cached("SELECT notify_url FROM app WHERE app_id = ?1")?;
     let app_url: Option<String> = st
         .query_row([&order.app_id], |r| r.get(0))
@@ -689,7 +706,7 @@ fn enqueue_notifications(
             now
         ])?;
     }
-    Ok(())
+    Ok(data.is_some())
 }
 
 fn insert_close_record(

@@ -8,7 +8,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -21,6 +23,34 @@ const MAX_BATCH: usize = 256;
 pub struct WriterState {
     /// The last order id handed out (order numbers embed it, so they are unique).
     pub last_order_id: i64,
+    /// Set by a job that wrote outbox rows; the writer raises `events` after the commit.
+    pub events_enqueued: bool,
+    /// Raised after every commit that wrote outbox rows.
+    pub events: Arc<Signal>,
+}
+
+/// A wake-up flag for a thread that sleeps until something happens or a timeout passes.
+#[derive(Default)]
+pub struct Signal {
+    raised: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Signal {
+    pub fn raise(&self) {
+        *self.raised.lock().expect("signal lock") = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits until raised or `timeout` passes; returns whether it was raised, and lowers it.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.raised.lock().expect("signal lock");
+        let (mut guard, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |raised| !*raised)
+            .expect("signal lock");
+        std::mem::replace(&mut *guard, false)
+    }
 }
 
 /// What a job tells the writer: whether to keep its changes, and how to deliver its result
@@ -119,6 +149,8 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
             log::error!("store: commit of {} jobs failed: {e}", finishes.len());
             let _ = conn.execute_batch("ROLLBACK");
             state.last_order_id = saved_last_id;
+        } else if std::mem::take(&mut state.events_enqueued) {
+            state.events.raise();
         }
         for finish in finishes.drain(..) {
             finish(commit.clone());

@@ -1,0 +1,333 @@
+//! The notifier: delivers the outbox to merchants, retrying until delivered or given up.
+//!
+//! One dispatcher thread finds due events (woken by the store after a commit that wrote outbox
+//! rows, or when the next retry falls due) and hands them to a few worker threads, so one slow
+//! merchant does not hold up the others. A worker signs and POSTs the body of spec §9, then
+//! records the attempt through the store: delivered, retry at the next step of the schedule, or
+//! given up. Nothing here holds a store lock during network I/O: reads and the attempt record are
+//! separate short store calls around the HTTP request.
+//!
+//! Delivery is at least once: an attempt that was in flight when the process died was not
+//! recorded, so its event is still pending and due, and is sent again after a restart. The
+//! header `X-Unipay-Event-Id` is the same on every attempt of an event, for deduplication.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::store::{Attempt, DueEvent, Signal, Store};
+use crate::sys::{self, Clock, Random, UtcOffset};
+use crate::wire::{self, Signer};
+
+/// DaxPay's retry schedule: the waits after the 1st, 2nd, … failed attempt (16 attempts).
+pub const DEFAULT_SCHEDULE: [u64; 15] = [
+    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+];
+
+/// How notifications are delivered.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// The wait after each failed attempt; one more attempt than entries is made in all.
+    pub schedule: Vec<Duration>,
+    /// Delivery threads.
+    pub workers: usize,
+    /// Timeout of one attempt (connect and reply).
+    pub timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            schedule: DEFAULT_SCHEDULE
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            workers: 4,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Parses a schedule like `15s,15s,30s,3m,1h` (units ms, s, m, h).
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (num, unit) = part.split_at(
+            part.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(part.len()),
+        );
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{part}` is not a duration like 15s"))?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" | "" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(format!("`{part}`: the unit must be ms, s, m or h")),
+        };
+        out.push(d);
+    }
+    if out.is_empty() || out.len() > 100 {
+        return Err("the schedule needs 1 to 100 durations".into());
+    }
+    Ok(out)
+}
+
+/// Most characters of a reply or an error kept in an attempt record.
+const DETAIL_CHARS: usize = 300;
+/// Most bytes of a merchant's reply read.
+const MAX_REPLY: u64 = 64 * 1024;
+/// Most events handed out per scan.
+const SCAN_LIMIT: usize = 256;
+/// Longest the dispatcher sleeps without looking (catches resends made by another process).
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// Starts the dispatcher and its workers. They run for the life of the process.
+pub fn start(
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    offset: UtcOffset,
+    cfg: NotifyConfig,
+) -> std::io::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(cfg.timeout)
+        .timeout(cfg.timeout)
+        .redirects(0)
+        .build();
+    let signal = store.events_signal();
+    let done = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let (work_tx, work_rx) = mpsc::channel::<DueEvent>();
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let cfg = Arc::new(cfg);
+    for i in 0..cfg.workers.max(1) {
+        let worker = Worker {
+            store: store.clone(),
+            clock: clock.clone(),
+            random: random.clone(),
+            offset,
+            cfg: cfg.clone(),
+            agent: agent.clone(),
+            done: done.clone(),
+            signal: signal.clone(),
+        };
+        let rx = work_rx.clone();
+        thread::Builder::new()
+            .name(format!("notify-{i}"))
+            .spawn(move || worker.run(rx))?;
+    }
+    thread::Builder::new()
+        .name("notify-dispatch".into())
+        .spawn(move || dispatch(store, clock, signal, done, work_tx))?;
+    Ok(())
+}
+
+/// Finds due events and hands each to a worker once; an event is handed out again only after
+/// its worker reported it done (so after its attempt was committed).
+fn dispatch(
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    signal: Arc<Signal>,
+    done: Arc<Mutex<Vec<i64>>>,
+    work_tx: Sender<DueEvent>,
+) {
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    loop {
+        // Finished events first: their attempts are committed, so the scan below sees them.
+        for id in done.lock().expect("notify done list").drain(..) {
+            in_flight.remove(&id);
+        }
+        let now = clock.now_ms();
+        let mut wait = MAX_IDLE;
+        match store.due_events(now, SCAN_LIMIT + in_flight.len()) {
+            Ok(due) => {
+                for ev in due {
+                    if in_flight.insert(ev.id) && work_tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => log::error!("notify: cannot read due events: {e}"),
+        }
+        if let Ok(Some(next)) = store.next_due_after(now) {
+            let until = Duration::from_millis((next - clock.now_ms()).max(0) as u64);
+            wait = wait.min(until);
+        }
+        signal.wait(wait);
+    }
+}
+
+struct Worker {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    offset: UtcOffset,
+    cfg: Arc<NotifyConfig>,
+    agent: ureq::Agent,
+    done: Arc<Mutex<Vec<i64>>>,
+    signal: Arc<Signal>,
+}
+
+/// The result of one POST to a merchant.
+struct Sent {
+    delivered: bool,
+    http_status: Option<u16>,
+    detail: String,
+}
+
+impl Worker {
+    fn run(self, rx: Arc<Mutex<Receiver<DueEvent>>>) {
+        loop {
+            let next = rx.lock().expect("notify work queue").recv();
+            let Ok(ev) = next else { return };
+            let id = ev.id;
+            self.attempt(ev);
+            self.done.lock().expect("notify done list").push(id);
+            self.signal.raise();
+        }
+    }
+
+    fn attempt(&self, ev: DueEvent) {
+        let sent = self.send(&ev);
+        let at = self.clock.now_ms();
+        let round = ev.attempts as usize; // attempts before this one, in this round
+        let retry_at = match sent.delivered {
+            true => None,
+            false => self
+                .cfg
+                .schedule
+                .get(round)
+                .map(|d| at + d.as_millis() as i64),
+        };
+        log::info!(
+            "notify event={} order={} attempt={} {} status={} {}",
+            ev.id,
+            ev.order_no,
+            round + 1,
+            match (sent.delivered, retry_at) {
+                (true, _) => "delivered",
+                (false, Some(_)) => "failed, will retry",
+                (false, None) => "failed, giving up",
+            },
+            sent.http_status.map_or("-".to_string(), |s| s.to_string()),
+            if sent.delivered {
+                ""
+            } else {
+                sent.detail.as_str()
+            },
+        );
+        let attempt = Attempt {
+            at,
+            delivered: sent.delivered,
+            http_status: sent.http_status,
+            detail: sent.detail,
+            retry_at,
+        };
+        if let Err(e) = self.store.record_attempt(ev.id, attempt) {
+            // Not recorded: the event stays due and is tried again (at least once).
+            log::error!("notify event={}: cannot record the attempt: {e}", ev.id);
+        }
+    }
+
+    fn send(&self, ev: &DueEvent) -> Sent {
+        let data = match wire::sorted_data(&ev.data) {
+            Ok(d) => d,
+            Err(e) => {
+                return Sent {
+                    delivered: false,
+                    http_status: None,
+                    detail: format!("bad stored data: {e}"),
+                }
+            }
+        };
+        let now = self.clock.now_ms();
+        let trace_id = sys::random_alnum(self.random.as_ref(), 12);
+        let signer = Signer {
+            sign_type: ev.sign_type,
+            secret: &ev.secret,
+        };
+        let body = wire::notice_body(
+            &ev.mch_no,
+            &ev.app_id,
+            &data,
+            &sys::format_time(now, self.offset),
+            &trace_id,
+            &signer,
+        );
+        let reply = self
+            .agent
+            .post(&ev.url)
+            .set("Content-Type", "application/json; charset=UTF-8")
+            .set("X-Unipay-Event-Id", &ev.id.to_string())
+            .send_string(&body);
+        let response = match reply {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => {
+                return Sent {
+                    delivered: false,
+                    http_status: None,
+                    detail: truncate(&t.to_string()),
+                }
+            }
+        };
+        let status = response.status();
+        let mut text = String::new();
+        let read = response
+            .into_reader()
+            .take(MAX_REPLY)
+            .read_to_string(&mut text);
+        if let Err(e) = read {
+            return Sent {
+                delivered: false,
+                http_status: Some(status),
+                detail: truncate(&format!("reading the reply: {e}")),
+            };
+        }
+        Sent {
+            delivered: text.trim().eq_ignore_ascii_case("SUCCESS"),
+            http_status: Some(status),
+            detail: truncate(&text),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(DETAIL_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse() {
+        assert_eq!(
+            parse_schedule("1s,1s,2s").unwrap(),
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+        assert_eq!(
+            parse_schedule("500ms,3m,1h").unwrap()[2],
+            Duration::from_secs(3600)
+        );
+        assert!(parse_schedule("").is_err());
+        assert!(parse_schedule("1d").is_err());
+        assert!(parse_schedule("x").is_err());
+    }
+
+    #[test]
+    fn the_default_schedule_is_daxpays_sixteen_attempts() {
+        let cfg = NotifyConfig::default();
+        assert_eq!(cfg.schedule.len() + 1, 16);
+        let total: u64 = DEFAULT_SCHEDULE.iter().sum();
+        assert!((86_000..=90_000).contains(&total), "about 24 h: {total}");
+    }
+}

@@ -1,0 +1,290 @@
+//! `POST /unipay/close`: the seed request, the lookup rule, wait/progress orders, atomicity
+//! under concurrent closes, and durability across SIGKILL.
+
+use std::sync::{Arc, Barrier};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The seed document's request, byte for byte (spaces and all).
+pub const SEED_REQUEST: &str = r#"{
+  "bizOrderNo" : "SDK_1721807811589",
+  "useCancel" : true,
+  "mchNo" : "M1723635576766",
+  "appId" : "M8207639754663343",
+  "clientIp" : "127.0.0.1",
+  "sign" : "71cb5cc7c575651ad0bef8fb3348aeb7",
+  "reqTime" : "2025-04-10 17:02:14"
+}"#;
+
+/// Issue 2, first "must hold": the seed request is accepted as sent, its reply verifies, and the
+/// progress order it names is cancelled (useCancel=true).
+#[test]
+fn seed_request_byte_for_byte_cancels_the_order() {
+    let srv = TestServer::start();
+    let app = srv.create_app(
+        "M1723635576766",
+        "M8207639754663343",
+        &["--secret", "123456", "--sign-type", "md5", "--req-timeout", "0"],
+    );
+    let order = srv.pay(&app, "SDK_1721807811589");
+    let order_no = order["orderNo"].as_str().unwrap();
+
+    let reply = srv.post_raw("/unipay/close", SEED_REQUEST.as_bytes());
+    reply.expect(0, "success").signed_by(&app);
+    assert!(reply.data().is_null(), "close has no data: {}", reply.body);
+
+    let after = srv.order(&app, "SDK_1721807811589");
+    assert_eq!(after["status"], "cancel", "{after}");
+    assert!(after["closeTime"].is_string(), "{after}");
+    // The close record: one successful cancel, with the seed's client IP.
+    let c = srv.db_read();
+    let (close_type, closed, ip, actor): (String, bool, Option<String>, String) = c
+        .query_row(
+            "SELECT close_type, closed, client_ip, actor FROM close_record WHERE order_no = ?1",
+            [order_no],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (close_type.as_str(), closed, ip.as_deref(), actor.as_str()),
+        ("cancel", true, Some("127.0.0.1"), "api")
+    );
+    // Sent again, the same bytes find a terminal order.
+    srv.post_raw("/unipay/close", SEED_REQUEST.as_bytes())
+        .expect(20044, "")
+        .signed_by(&app);
+}
+
+#[test]
+fn wait_order_closes_locally_and_ignores_use_cancel() {
+    let srv = TestServer::start();
+    let app = srv.app("A_WAIT");
+    srv.pre_pay(&app, "W1");
+    srv.pre_pay(&app, "W2");
+    srv.close(&app, json!({"bizOrderNo": "W1", "useCancel": true}))
+        .expect(0, "success");
+    srv.close(&app, json!({"bizOrderNo": "W2"}))
+        .expect(0, "success");
+    for biz in ["W1", "W2"] {
+        let o = srv.order(&app, biz);
+        assert_eq!(o["status"], "close", "{o}");
+        assert!(o["closeTime"].is_string(), "{o}");
+        let order_no = o["orderNo"].as_str().unwrap();
+        assert_eq!(srv.successful_close_records(order_no), 1);
+    }
+}
+
+#[test]
+fn progress_order_closes_or_cancels_by_use_cancel() {
+    let srv = TestServer::start();
+    let app = srv.app("A_PROG");
+    srv.pay(&app, "P_CLOSE");
+    srv.pay(&app, "P_FALSE");
+    srv.pay(&app, "P_CANCEL");
+    srv.close(&app, json!({"bizOrderNo": "P_CLOSE"}))
+        .expect(0, "success");
+    srv.close(&app, json!({"bizOrderNo": "P_FALSE", "useCancel": false}))
+        .expect(0, "success");
+    srv.close(&app, json!({"bizOrderNo": "P_CANCEL", "useCancel": true}))
+        .expect(0, "success");
+    assert_eq!(srv.status(&app, "P_CLOSE"), "close");
+    assert_eq!(srv.status(&app, "P_FALSE"), "close");
+    assert_eq!(srv.status(&app, "P_CANCEL"), "cancel");
+}
+
+/// unipay's fix: `"orderNo":""` does not hide a valid bizOrderNo.
+#[test]
+fn empty_order_no_does_not_hide_biz_order_no() {
+    let srv = TestServer::start();
+    let app = srv.app("A_EMPTY");
+    srv.pay(&app, "B_EMPTY");
+    srv.close(
+        &app,
+        json!({"orderNo": "", "bizOrderNo": "B_EMPTY", "outOrderNo": ""}),
+    )
+    .expect(0, "success");
+    assert_eq!(srv.status(&app, "B_EMPTY"), "close");
+}
+
+#[test]
+fn order_no_has_priority_over_biz_order_no() {
+    let srv = TestServer::start();
+    let app = srv.app("A_PRIO");
+    let first = srv.pay(&app, "B_FIRST");
+    srv.pay(&app, "B_SECOND");
+    srv.close(
+        &app,
+        json!({"orderNo": first["orderNo"], "bizOrderNo": "B_SECOND", "outOrderNo": "nope"}),
+    )
+    .expect(0, "success");
+    assert_eq!(srv.status(&app, "B_FIRST"), "close");
+    assert_eq!(srv.status(&app, "B_SECOND"), "progress");
+    // An orderNo that names nothing is not rescued by a valid bizOrderNo.
+    srv.close(
+        &app,
+        json!({"orderNo": "P_NO_SUCH_ORDER", "bizOrderNo": "B_SECOND"}),
+    )
+    .expect(20041, "支付订单不存在");
+    assert_eq!(srv.status(&app, "B_SECOND"), "progress");
+}
+
+#[test]
+fn lookups_are_scoped_to_the_app() {
+    let srv = TestServer::start();
+    let owner = srv.app("A_OWNER");
+    // Another app of another merchant, and another app of the same merchant.
+    let stranger = srv.app("A_STRANGER");
+    let sibling = srv.create_app("M_A_OWNER", "A_SIBLING", &[]);
+    let order = srv.pay(&owner, "B_SCOPED");
+    for other in [&stranger, &sibling] {
+        srv.close(other, json!({"orderNo": order["orderNo"]}))
+            .expect(20041, "支付订单不存在");
+        srv.close(other, json!({"bizOrderNo": "B_SCOPED"}))
+            .expect(20041, "支付订单不存在");
+        srv.post_signed(
+            other,
+            "/unipay/query/payOrder",
+            json!({"orderNo": order["orderNo"]}),
+        )
+        .expect(20041, "支付订单不存在");
+    }
+    assert_eq!(srv.status(&owner, "B_SCOPED"), "progress");
+    assert_eq!(srv.close_records(order["orderNo"].as_str().unwrap()), 0);
+}
+
+/// 16 closes of one order at once: exactly one wins, the others are 20043 or 20044; one status
+/// change, one successful close record, one notification.
+fn concurrent_closes(srv: &TestServer, app: &App, biz: &str, use_cancel: bool) -> Vec<i64> {
+    const N: usize = 16;
+    let barrier = Arc::new(Barrier::new(N));
+    let handles: Vec<_> = (0..N)
+        .map(|_| {
+            let addr = srv.addr.clone();
+            let body = serde_json::to_vec(&app.signed(
+                "/unipay/close",
+                json!({"bizOrderNo": biz, "useCancel": use_cancel}),
+            ))
+            .unwrap();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                http(&addr, "POST", "/unipay/close", &body)
+            })
+        })
+        .collect();
+    let replies: Vec<Reply> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.signed_by(app);
+    }
+    let codes: Vec<i64> = replies.iter().map(|r| r.code()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == 0).count(),
+        1,
+        "exactly one close wins: {codes:?}"
+    );
+    assert!(
+        codes.iter().all(|c| [0, 20043, 20044].contains(c)),
+        "losers get 20043 or 20044: {codes:?}"
+    );
+    codes
+}
+
+#[test]
+fn concurrent_closes_of_a_wait_order_one_wins() {
+    let srv = TestServer::start();
+    let app = srv.app("A_RACE_W");
+    let order_no = srv.pre_pay_with(
+        &app,
+        "B_RACE_W",
+        json!({"notifyUrl": "http://127.0.0.1:9/notify"}),
+    );
+    concurrent_closes(&srv, &app, "B_RACE_W", false);
+    assert_eq!(srv.status(&app, "B_RACE_W"), "close");
+    assert_eq!(srv.successful_close_records(&order_no), 1);
+    assert_eq!(srv.notify_events(&order_no), 1);
+}
+
+#[test]
+fn concurrent_closes_of_a_progress_order_one_wins() {
+    let srv = TestServer::start();
+    let app = srv.app("A_RACE_P");
+    let order = srv.pay_with(
+        &app,
+        "B_RACE_P",
+        json!({"notifyUrl": "http://127.0.0.1:9/notify"}),
+    );
+    let order_no = order["orderNo"].as_str().unwrap();
+    concurrent_closes(&srv, &app, "B_RACE_P", true);
+    assert_eq!(srv.status(&app, "B_RACE_P"), "cancel");
+    assert_eq!(srv.successful_close_records(order_no), 1);
+    assert_eq!(srv.notify_events(order_no), 1);
+    // The sandbox trade was cancelled, so the payer can no longer pay.
+    srv.sandbox_pay(order_no).expect(20044, "");
+    assert_eq!(srv.status(&app, "B_RACE_P"), "cancel");
+}
+
+/// A code-0 reply means the change is on disk: SIGKILL right after it, restart, still closed.
+#[test]
+fn close_survives_sigkill_right_after_the_reply() {
+    let mut srv = TestServer::start();
+    let app = srv.app("A_DURABLE");
+    srv.pay(&app, "B_DUR_P");
+    srv.pre_pay(&app, "B_DUR_W");
+    srv.close(&app, json!({"bizOrderNo": "B_DUR_P"}))
+        .expect(0, "success");
+    srv.kill9();
+    srv.restart();
+    assert_eq!(srv.status(&app, "B_DUR_P"), "close");
+
+    srv.close(&app, json!({"bizOrderNo": "B_DUR_W"}))
+        .expect(0, "success");
+    srv.restart();
+    assert_eq!(srv.status(&app, "B_DUR_W"), "close");
+    // The restarted server keeps serving: a new order gets a fresh number and closes.
+    let o = srv.pay(&app, "B_DUR_NEW");
+    assert_ne!(
+        o["orderNo"],
+        srv.order(&app, "B_DUR_P")["orderNo"],
+        "order numbers are unique across restarts"
+    );
+    srv.close(&app, json!({"orderNo": o["orderNo"]}))
+        .expect(0, "success");
+}
+
+/// The close notification is written with the change (order notifyUrl and app subscription).
+#[test]
+fn close_writes_one_notification_per_target() {
+    let srv = TestServer::start();
+    let app = srv.create_app(
+        "M_NOTIFY",
+        "A_NOTIFY",
+        &["--notify-url", "http://127.0.0.1:9/app-notify"],
+    );
+    let with_url = srv.pay_with(
+        &app,
+        "B_N1",
+        json!({"notifyUrl": "http://127.0.0.1:9/order-notify"}),
+    );
+    let without = srv.pay(&app, "B_N2");
+    // Creation does not notify.
+    assert_eq!(srv.notify_events(with_url["orderNo"].as_str().unwrap()), 0);
+    srv.close(&app, json!({"bizOrderNo": "B_N1"}))
+        .expect(0, "success");
+    srv.close(&app, json!({"bizOrderNo": "B_N2"}))
+        .expect(0, "success");
+    assert_eq!(srv.notify_events(with_url["orderNo"].as_str().unwrap()), 2);
+    assert_eq!(srv.notify_events(without["orderNo"].as_str().unwrap()), 1);
+    let status: String = srv
+        .db_read()
+        .query_row(
+            "SELECT e.status FROM notify_event e JOIN pay_order o ON o.id = e.order_id
+             WHERE o.order_no = ?1 LIMIT 1",
+            [without["orderNo"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "close");
+}
