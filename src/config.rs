@@ -142,6 +142,12 @@ Options of `app create`:
 Both commands work while `unipay serve` runs on the same file.
 ";
 
+pub const VERSION_HELP: &str = "\
+unipay version: print the version
+
+Usage: unipay version
+";
+
 pub const NOTIFY_HELP: &str = "\
 unipay notify: merchant notifications (the outbox)
 
@@ -248,7 +254,12 @@ impl Command {
                     "unknown command `notify {other}` (try `notify list` or `notify resend`)"
                 ))),
             },
-            Some("version" | "--version" | "-V") => Ok(Command::Version),
+            Some("--version" | "-V") => Ok(Command::Version),
+            Some("version") => match args.next().as_deref() {
+                None => Ok(Command::Version),
+                Some("-h" | "--help") => Ok(Command::Help(VERSION_HELP)),
+                Some(other) => Err(unknown(other, "version")),
+            },
             Some("-h" | "--help" | "help") => Ok(Command::Help(HELP)),
             Some(flag) if flag.starts_with('-') => {
                 args.pos -= 1;

@@ -7,7 +7,7 @@
 
 use crate::api::{Call, Gateway};
 use crate::domain::Actor;
-use crate::domain::{CloseType, Order, OrderKey};
+use crate::domain::{plan_close, ClosePlan, CloseType, Order, OrderKey};
 use crate::error::{Error, MSG_NOT_CLOSABLE};
 use crate::store::{ChannelCloseOutcome, CloseRequest, LocalClose};
 
@@ -38,12 +38,15 @@ pub fn close_order(
     use_cancel: bool,
     req: CloseRequest,
 ) -> Result<Order, Error> {
-    if order.status.is_terminal() {
-        return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into()));
-    }
-    let order = match gw.store.close_local(order.id, req.clone())? {
-        LocalClose::Closed(closed) => return Ok(closed),
-        LocalClose::NeedsChannel(order) => order,
+    // The status read before is only a hint: `close_local` decides inside its transaction, and
+    // `finish_channel_close` changes a `progress` order only if it still is one.
+    let order = match plan_close(order.status, use_cancel) {
+        Err(_) => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+        Ok(ClosePlan::AtChannel(_)) => order.clone(),
+        Ok(ClosePlan::Local) => match gw.store.close_local(order.id, req.clone())? {
+            LocalClose::Closed(closed) => return Ok(closed),
+            LocalClose::NeedsChannel(order) => order,
+        },
     };
     let close_type = if use_cancel {
         CloseType::Cancel

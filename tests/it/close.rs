@@ -26,7 +26,14 @@ fn seed_request_byte_for_byte_cancels_the_order() {
     let app = srv.create_app(
         "M1723635576766",
         "M8207639754663343",
-        &["--secret", "123456", "--sign-type", "md5", "--req-timeout", "0"],
+        &[
+            "--secret",
+            "123456",
+            "--sign-type",
+            "md5",
+            "--req-timeout",
+            "0",
+        ],
     );
     let order = srv.pay(&app, "SDK_1721807811589");
     let order_no = order["orderNo"].as_str().unwrap();
@@ -236,6 +243,11 @@ fn close_survives_sigkill_right_after_the_reply() {
     srv.close(&app, json!({"bizOrderNo": "B_DUR_P"}))
         .expect(0, "success");
     srv.kill9();
+    let mode: String = srv
+        .db_read()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
     srv.restart();
     assert_eq!(srv.status(&app, "B_DUR_P"), "close");
 
@@ -287,4 +299,76 @@ fn close_writes_one_notification_per_target() {
         )
         .unwrap();
     assert_eq!(status, "close");
+}
+
+/// Closes and sandbox payments of one order racing: exactly one of them wins, and the order,
+/// its close records and its sandbox trade all agree on which.
+#[test]
+fn close_racing_a_payment_has_one_winner() {
+    let srv = TestServer::start();
+    let app = srv.app("A_RACE_PAY");
+    for round in 0..5 {
+        let biz = format!("B_RP_{round}");
+        let order_no = srv.pay(&app, &biz)["orderNo"].as_str().unwrap().to_string();
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = srv.addr.clone();
+                let barrier = barrier.clone();
+                let (path, body) = if i % 2 == 0 {
+                    let body = app.signed(
+                        "/unipay/close",
+                        json!({"bizOrderNo": biz, "useCancel": i % 4 == 0}),
+                    );
+                    (
+                        "/unipay/close".to_string(),
+                        serde_json::to_vec(&body).unwrap(),
+                    )
+                } else {
+                    (format!("/sandbox/pay/{order_no}"), Vec::new())
+                };
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (
+                        path.starts_with("/unipay"),
+                        http(&addr, "POST", &path, &body),
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<(bool, Reply)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&(bool, Reply)> = results.iter().filter(|(_, r)| r.code() == 0).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one winner: {:?}",
+            results
+                .iter()
+                .map(|(c, r)| (*c, r.code()))
+                .collect::<Vec<_>>()
+        );
+        for (_, r) in &results {
+            r.signed_by(&app);
+            assert!([0, 20043, 20044].contains(&r.code()), "{}", r.body);
+        }
+        let close_won = winners[0].0;
+        let status = srv.status(&app, &biz);
+        let trade: String = srv
+            .db_read()
+            .query_row(
+                "SELECT state FROM sandbox_trade WHERE order_no = ?1",
+                [&order_no],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if close_won {
+            assert!(status == "close" || status == "cancel", "{status}");
+            assert!(trade == "closed" || trade == "cancelled", "{trade}");
+            assert_eq!(srv.successful_close_records(&order_no), 1);
+        } else {
+            assert_eq!(status, "success");
+            assert_eq!(trade, "paid");
+            assert_eq!(srv.successful_close_records(&order_no), 0);
+        }
+    }
 }

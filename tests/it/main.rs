@@ -1,0 +1,14 @@
+//! unipay's integration tests: the real binary, driven over HTTP and its command line.
+//! One test binary; every test starts its own server on its own database.
+
+mod helpers;
+
+mod cli;
+mod close;
+mod errors;
+mod http;
+mod notify;
+mod pay;
+mod query;
+mod signature;
+mod window;
