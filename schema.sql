@@ -52,6 +52,9 @@ CREATE TABLE pay_order (
     return_url          TEXT,
     extra_param         TEXT,
     client_ip           TEXT,
+    -- Why an operator must look at this order (money arrived for a closed order), or NULL.
+    attention           TEXT,
+    attention_at        INTEGER,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL
 ) STRICT;
@@ -60,6 +63,18 @@ CREATE UNIQUE INDEX pay_order_biz ON pay_order (app_id, biz_order_no);
 CREATE INDEX pay_order_out ON pay_order (app_id, out_order_no) WHERE out_order_no IS NOT NULL;
 CREATE INDEX pay_order_open_expiry ON pay_order (expired_time)
     WHERE status IN ('wait', 'progress');
+CREATE INDEX pay_order_attention ON pay_order (attention_at) WHERE attention IS NOT NULL;
+
+-- A close that is talking to the channel: committed before the channel is asked, removed in
+-- the transaction that applies the channel's answer. One that survives a crash is finished or
+-- undone at start-up by asking the channel. Its presence also makes a second close get 20043.
+CREATE TABLE close_intent (
+    order_id    INTEGER PRIMARY KEY REFERENCES pay_order(id),
+    close_type  TEXT NOT NULL CHECK (close_type IN ('close', 'cancel')),
+    actor       TEXT NOT NULL CHECK (actor IN ('api', 'admin', 'expiry')),
+    client_ip   TEXT,
+    created_at  INTEGER NOT NULL
+) STRICT;
 
 -- Every close attempt that reached a channel or changed an order.
 CREATE TABLE close_record (

@@ -8,6 +8,7 @@ use crate::api::Gateway;
 use crate::channel::Channels;
 use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
 use crate::domain::App;
+use crate::expiry;
 use crate::http::{self, Limits};
 use crate::notify;
 use crate::router::Router;
@@ -26,6 +27,7 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::AppCreate(cfg) => app_create(&cfg),
         Command::AppList { db } => app_list(&db),
         Command::NotifyList { db, filter } => notify_list(&db, filter),
+        Command::OrderAttention { db } => order_attention(&db),
         Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
         Command::Help(text) => {
@@ -108,7 +110,12 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         cfg.offset,
         cfg.notify.clone(),
     )?;
-    let gateway = Gateway::new(store, channels, clock, random, base_url);
+    let gateway = Arc::new(Gateway::new(store, channels, clock, random, base_url));
+    let settled = expiry::recover(&gateway, i64::MAX);
+    if settled > 0 {
+        log::warn!("settled {settled} close(s) interrupted by the last shutdown");
+    }
+    expiry::start(gateway.clone(), cfg.sweep_interval)?;
     let handle = http::serve(listener, Limits::DEFAULT, Arc::new(Router { gw: gateway }))?;
     handle.join();
     Ok(())
@@ -166,6 +173,30 @@ fn app_list(db: &std::path::Path) -> Result<(), RunError> {
     let (conn, _) = store::open_connection(db)?;
     for app in store::list_apps(&conn)? {
         println!("{}", app_json(&app));
+    }
+    Ok(())
+}
+
+fn order_attention(db: &std::path::Path) -> Result<(), RunError> {
+    let (conn, _) = store::open_connection(db)?;
+    let offset = sys::UtcOffset::CST;
+    for order in store::attention_orders(&conn, 1000)? {
+        let mut o = wire::JsonObject::new();
+        o.str("orderNo", Some(&order.order_no))
+            .str("bizOrderNo", Some(&order.biz_order_no))
+            .str("appId", Some(&order.app_id))
+            .str("status", Some(order.status.as_str()))
+            .str("amount", Some(&order.amount.to_yuan_fixed()))
+            .str("outOrderNo", order.out_order_no.as_deref())
+            .str("attention", order.attention.as_deref())
+            .str(
+                "since",
+                order
+                    .attention_at
+                    .map(|t| sys::format_time(t, offset))
+                    .as_deref(),
+            );
+        println!("{}", o.finish());
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `Command` out. Nothing else in the program reads arguments or the environment.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::domain::Amount;
 use crate::notify::{self, NotifyConfig};
@@ -21,6 +22,9 @@ pub enum Command {
         db: PathBuf,
         filter: EventFilter,
     },
+    OrderAttention {
+        db: PathBuf,
+    },
     NotifyResend {
         db: PathBuf,
         event_id: i64,
@@ -38,6 +42,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub offset: UtcOffset,
     pub notify: NotifyConfig,
+    /// How often expired orders are closed.
+    pub sweep_interval: Duration,
 }
 
 /// `unipay app create`.
@@ -98,6 +104,7 @@ Commands:
   app create    Create a merchant application (and its merchant)
   app list      List the applications
   call          Send a signed request to a running server and print the reply
+  order attention  List orders that need an operator
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
   version       Print the version
@@ -109,7 +116,7 @@ pub const SERVE_HELP: &str = "\
 unipay serve: run the gateway
 
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
-                    [--notify-retry-schedule 15s,15s,30s,...]
+                    [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -118,6 +125,7 @@ Options:
   --notify-retry-schedule LIST
                        Waits between notification attempts (ms, s, m, h)
                        [default 15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h]
+  --sweep-interval D   How often orders past their expiredTime are closed  [default 60s]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
@@ -140,6 +148,15 @@ Options of `app create`:
   --order-timeout MINUTES Default order lifetime  [default 30]
   --limit-amount YUAN     Largest amount of one order
 Both commands work while `unipay serve` runs on the same file.
+";
+
+pub const ORDER_HELP: &str = "\
+unipay order: orders that need an operator
+
+Usage: unipay order attention --db PATH
+
+Lists, one JSON line each, the orders whose money arrived at the channel after unipay had
+closed them. Such an order keeps its closed status; an operator must refund or reconcile it.
 ";
 
 pub const VERSION_HELP: &str = "\
@@ -208,6 +225,24 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Parses a duration like `500ms`, `15s`, `3m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 15s"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    })
+}
+
 fn parse_offset(s: &str) -> Result<UtcOffset, UsageError> {
     UtcOffset::parse(s)
         .ok_or_else(|| UsageError(format!("--tz-offset: `{s}` is not an offset like +08:00")))
@@ -246,6 +281,17 @@ impl Command {
                 ))),
             },
             Some("call") => parse_call(&mut args),
+            Some("order") => match args.next().as_deref() {
+                Some("attention") => {
+                    parse_db_only(&mut args, "order attention", ORDER_HELP, |db| {
+                        Command::OrderAttention { db }
+                    })
+                }
+                Some("-h" | "--help") | None => Ok(Command::Help(ORDER_HELP)),
+                Some(other) => Err(UsageError(format!(
+                    "unknown command `order {other}` (try `order attention`)"
+                ))),
+            },
             Some("notify") => match args.next().as_deref() {
                 Some("list") => parse_notify_list(&mut args),
                 Some("resend") => parse_notify_resend(&mut args),
@@ -275,11 +321,13 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut listen = env("UNIPAY_LISTEN");
     let mut offset = env("UNIPAY_TZ_OFFSET");
     let mut schedule = env("UNIPAY_NOTIFY_RETRY_SCHEDULE");
+    let mut sweep = env("UNIPAY_SWEEP_INTERVAL");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "--db" => db = Some(args.value("--db", inline)?),
             "--listen" => listen = Some(args.value("--listen", inline)?),
+            "--sweep-interval" => sweep = Some(args.value("--sweep-interval", inline)?),
             "--notify-retry-schedule" => {
                 schedule = Some(args.value("--notify-retry-schedule", inline)?)
             }
@@ -297,7 +345,17 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         notify.schedule = notify::parse_schedule(&text)
             .map_err(|e| UsageError(format!("--notify-retry-schedule: {e}")))?;
     }
+    let sweep_interval = match sweep {
+        Some(text) => {
+            parse_duration(&text).map_err(|e| UsageError(format!("--sweep-interval: {e}")))?
+        }
+        None => Duration::from_secs(60),
+    };
+    if sweep_interval < Duration::from_millis(100) {
+        return Err(UsageError("--sweep-interval: at least 100ms".into()));
+    }
     Ok(Command::Serve(ServeConfig {
+        sweep_interval,
         db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),
         listen,
         offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
@@ -318,6 +376,27 @@ fn parse_app_list(args: &mut Args) -> Result<Command, UsageError> {
     Ok(Command::AppList {
         db: PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?),
     })
+}
+
+/// A command whose only option is `--db`; `make` builds it from the path.
+fn parse_db_only(
+    args: &mut Args,
+    command: &str,
+    help: &'static str,
+    make: impl FnOnce(PathBuf) -> Command,
+) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(help)),
+            other => return Err(unknown(other, command)),
+        }
+    }
+    Ok(make(PathBuf::from(db.ok_or_else(|| {
+        UsageError("--db PATH is required".into())
+    })?)))
 }
 
 fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {

@@ -248,6 +248,9 @@ pub struct Order {
     pub return_url: Option<String>,
     pub extra_param: Option<String>,
     pub client_ip: Option<String>,
+    /// Why an operator must look at this order (money arrived after it was closed).
+    pub attention: Option<String>,
+    pub attention_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

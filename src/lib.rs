@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod expiry;
 pub mod html;
 pub mod http;
 pub mod notify;

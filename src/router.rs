@@ -3,6 +3,7 @@
 //! Every request gets a trace id here; its access line (method, path, HTTP status, DaxPay code,
 //! time taken, trace id) is written when the answer is ready.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::{self, Answer, Gateway};
@@ -13,7 +14,7 @@ use crate::wire;
 
 /// The application as the HTTP server sees it.
 pub struct Router {
-    pub gw: Gateway,
+    pub gw: Arc<Gateway>,
 }
 
 impl Router {

@@ -1,15 +1,17 @@
-//! `POST /unipay/close`: close or cancel an unpaid order.
+//! `POST /unipay/close`: close or cancel an unpaid order, and the close itself, shared with the
+//! expiry sweeper (and later the admin console).
 //!
-//! A `wait` order is closed locally in one transaction. A `progress` order's channel is asked to
-//! close (or cancel) the trade first, outside any transaction, while the order is marked as being
-//! closed so that a second close gets 20043; then the channel's answer is applied in one
-//! transaction with a conditional update, the close record and the outbox rows.
+//! A `wait` order is closed locally in one transaction. A `progress` order's channel must stop
+//! taking money first: the intent to close is committed (a second close now gets 20043), the
+//! channel closes or cancels the trade outside any transaction, and its answer is applied in one
+//! transaction with a conditional update, the close record and the outbox rows, which also ends
+//! the intent. If the process dies in between, start-up recovery (`expiry::recover`) asks the
+//! channel and finishes or undoes the close.
 
 use crate::api::{Call, Gateway};
-use crate::domain::Actor;
-use crate::domain::{plan_close, ClosePlan, CloseType, Order, OrderKey};
+use crate::domain::{plan_close, Actor, ClosePlan, CloseType, Order, OrderKey};
 use crate::error::{Error, MSG_NOT_CLOSABLE};
-use crate::store::{ChannelCloseOutcome, CloseRequest, LocalClose};
+use crate::store::{ChannelCloseOutcome, CloseRequest};
 
 /// The endpoint: find the order of the caller's app and close it.
 pub fn handle(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
@@ -38,30 +40,26 @@ pub fn close_order(
     use_cancel: bool,
     req: CloseRequest,
 ) -> Result<Order, Error> {
-    // The status read before is only a hint: `close_local` decides inside its transaction, and
-    // `finish_channel_close` changes a `progress` order only if it still is one.
-    let order = match plan_close(order.status, use_cancel) {
+    // The status read before is only a hint: `close_local` and `begin_close` decide inside
+    // their transactions.
+    let close_type = match plan_close(order.status, use_cancel) {
         Err(_) => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
-        Ok(ClosePlan::AtChannel(_)) => order.clone(),
+        Ok(ClosePlan::AtChannel(close_type)) => close_type,
         Ok(ClosePlan::Local) => match gw.store.close_local(order.id, req.clone())? {
-            LocalClose::Closed(closed) => return Ok(closed),
-            LocalClose::NeedsChannel(order) => order,
+            Some(closed) => return Ok(closed),
+            // It became `progress` meanwhile (handed to a channel).
+            None if use_cancel => CloseType::Cancel,
+            None => CloseType::Close,
         },
-    };
-    let close_type = if use_cancel {
-        CloseType::Cancel
-    } else {
-        CloseType::Close
     };
     let channel_name = order.channel.clone().unwrap_or_default();
     let channel = gw
         .channels
         .get(&channel_name)
         .ok_or_else(|| Error::Unsupported(channel_name.clone()))?;
-    let _lock = gw.lock_close(order.id)?;
+    let order = gw.store.begin_close(order.id, close_type, req.clone())?;
     let outcome = match channel.close(&order, close_type) {
         Ok(outcome) => outcome,
-        Err(e @ Error::Unsupported(_)) => return Err(e),
         Err(e) => {
             log::warn!("close of {} at {channel_name} failed: {e}", order.order_no);
             ChannelCloseOutcome::Failed(e.message())

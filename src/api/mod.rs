@@ -9,8 +9,7 @@ pub mod pay;
 pub mod query;
 pub mod sandbox;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::channel::Channels;
 use crate::domain::App;
@@ -29,8 +28,6 @@ pub struct Gateway {
     pub offset: UtcOffset,
     /// Where this server is reached, for links it hands out (`http://127.0.0.1:9999`).
     pub base_url: String,
-    /// Orders whose close is talking to a channel right now (DaxPay's close lock).
-    closing: Mutex<HashSet<i64>>,
 }
 
 impl Gateway {
@@ -49,40 +46,11 @@ impl Gateway {
             random,
             offset,
             base_url,
-            closing: Mutex::new(HashSet::new()),
         }
-    }
-
-    /// Marks an order as being closed until the guard drops; `Err(Closing)` if it already is.
-    pub fn lock_close(&self, order_id: i64) -> Result<CloseLock<'_>, Error> {
-        let mut set = self.closing.lock().expect("close lock set");
-        if !set.insert(order_id) {
-            return Err(Error::Closing);
-        }
-        Ok(CloseLock {
-            gateway: self,
-            order_id,
-        })
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
-    }
-}
-
-/// Held while an order's close talks to its channel.
-pub struct CloseLock<'a> {
-    gateway: &'a Gateway,
-    order_id: i64,
-}
-
-impl Drop for CloseLock<'_> {
-    fn drop(&mut self) {
-        self.gateway
-            .closing
-            .lock()
-            .expect("close lock set")
-            .remove(&self.order_id);
     }
 }
 

@@ -23,6 +23,16 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     new.extra_param = p.str("extraParam").map(str::to_string);
     let order = match insert(gw, new)? {
         Ok(created) => created,
+        // An order waiting for a cashier (prePay) is handed to the channel now.
+        Err(existing) if existing.status == PayStatus::Wait => {
+            let handed = gw.store.hand_to_channel(
+                existing.id,
+                channel.name().to_string(),
+                method.to_string(),
+                call.now,
+            )?;
+            handed.ok_or_else(|| Error::TradeStatus("订单状态已变化, 请重新查询".into()))?
+        }
         Err(existing) => {
             let pay_body = existing
                 .channel

@@ -37,8 +37,25 @@ pub trait Channel: Send + Sync {
     fn pay_body(&self, order: &Order) -> Option<String>;
 
     /// Closes (or cancels) the trade of `order` so that it can no longer be paid.
-    /// `Err(Error::Unsupported)` when the channel cannot do this kind of close.
+    /// `Err(Error::Unsupported)` when the channel cannot do this kind of close; any other `Err`
+    /// means the channel's answer is unknown (a timeout: the trade may or may not be closed).
     fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error>;
+
+    /// What the channel's trade of `order` is now. `Err` when the channel could not be asked.
+    fn query(&self, order: &Order) -> Result<TradeState, Error>;
+}
+
+/// A trade as its channel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeState {
+    /// The payer can still pay.
+    Open,
+    /// The money arrived.
+    Paid { trade_no: String, paid_at: i64 },
+    /// Closed or cancelled: it can no longer be paid.
+    Closed,
+    /// The channel has no such trade: it can never be paid.
+    NotFound,
 }
 
 /// The channels this server knows, by name.
@@ -47,6 +64,10 @@ pub struct Channels {
 }
 
 impl Channels {
+    pub fn new(channels: Vec<Arc<dyn Channel>>) -> Channels {
+        Channels { channels }
+    }
+
     /// The built-in channels. `base_url` is where the server can be reached (cashier links).
     pub fn builtin(
         store: Arc<Store>,

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{Channel, PayStart, SANDBOX};
+use super::{Channel, PayStart, TradeState, SANDBOX};
 use crate::domain::{CloseType, Order};
 use crate::error::Error;
-use crate::store::{ChannelCloseOutcome, Store};
+use crate::store::{ChannelCloseOutcome, SandboxTrade, Store};
 use crate::sys::{self, Clock, Random};
 
 pub struct Sandbox {
@@ -65,23 +65,34 @@ impl Channel for Sandbox {
     fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {
         let cancel = close_type == CloseType::Cancel;
         let trade =
-            match self
-                .store
-                .sandbox_close(order.order_no.clone(), cancel, self.clock.now_ms())
-            {
-                Ok(t) => t,
-                // No trade at the channel: nothing can be paid, so the close holds.
-                Err(Error::OrderNotFound) => return Ok(ChannelCloseOutcome::Closed),
-                Err(e) => return Err(e),
-            };
-        Ok(match trade.state.as_str() {
-            "closed" | "cancelled" => ChannelCloseOutcome::Closed,
-            "paid" => ChannelCloseOutcome::Paid {
-                trade_no: trade.trade_no,
-                paid_at: trade.updated_at,
-            },
-            other => ChannelCloseOutcome::Failed(format!("sandbox trade is {other}")),
+            self.store
+                .sandbox_close(order.order_no.clone(), cancel, self.clock.now_ms())?;
+        Ok(match trade_state(trade) {
+            // No trade at the channel: nothing can be paid, so the close holds.
+            TradeState::Closed | TradeState::NotFound => ChannelCloseOutcome::Closed,
+            TradeState::Paid { trade_no, paid_at } => {
+                ChannelCloseOutcome::Paid { trade_no, paid_at }
+            }
+            TradeState::Open => ChannelCloseOutcome::Failed("sandbox trade is still open".into()),
         })
+    }
+
+    fn query(&self, order: &Order) -> Result<TradeState, Error> {
+        Ok(trade_state(self.store.sandbox_trade(&order.order_no)?))
+    }
+}
+
+fn trade_state(trade: Option<SandboxTrade>) -> TradeState {
+    match trade {
+        None => TradeState::NotFound,
+        Some(t) => match t.state.as_str() {
+            "open" => TradeState::Open,
+            "paid" => TradeState::Paid {
+                trade_no: t.trade_no,
+                paid_at: t.updated_at,
+            },
+            _ => TradeState::Closed,
+        },
     }
 }
 

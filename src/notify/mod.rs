@@ -51,26 +51,12 @@ impl Default for NotifyConfig {
     }
 }
 
-/// Parses a schedule like `15s,15s,30s,3m,1h` (units ms, s, m, h).
+/// Parses a schedule like `15s,15s,30s,3m,1h` (see `config::parse_duration`).
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim) {
-        let (num, unit) = part.split_at(
-            part.find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(part.len()),
-        );
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{part}` is not a duration like 15s"))?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" | "" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(format!("`{part}`: the unit must be ms, s, m or h")),
-        };
-        out.push(d);
-    }
+    let out = text
+        .split(',')
+        .map(|part| crate::config::parse_duration(part.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() || out.len() > 100 {
         return Err("the schedule needs 1 to 100 durations".into());
     }
