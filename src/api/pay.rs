@@ -24,6 +24,11 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     let order = match insert(gw, new)? {
         Ok(created) => created,
         // An order waiting for a cashier (prePay) is handed to the channel now.
+        Err(existing)
+            if existing.status == PayStatus::Wait && existing.expired_time <= call.now =>
+        {
+            return Err(Error::TradeStatus("订单已过期, 无法支付".into()));
+        }
         Err(existing) if existing.status == PayStatus::Wait => {
             let handed = gw.store.hand_to_channel(
                 existing.id,

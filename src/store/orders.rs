@@ -147,9 +147,10 @@ impl Store {
         let offset = self.offset;
         self.write(move |c, state| {
             let mut st = c.prepare_cached(
-                "UPDATE pay_order SET channel = ?2, method = ?3 WHERE id = ?1 AND status = 'wait'",
+                "UPDATE pay_order SET channel = ?2, method = ?3
+                 WHERE id = ?1 AND status = 'wait' AND expired_time > ?4",
             )?;
-            if st.execute(params![order_id, channel, method])? != 1 {
+            if st.execute(params![order_id, channel, method, now])? != 1 {
                 return Ok(None);
             }
             let (from, to) = (&[PayStatus::Wait][..], PayStatus::Progress);
@@ -408,8 +409,13 @@ pub(super) fn transition(
     }
     let order =
         order_by_id(c, order_id)?.ok_or_else(|| Error::internal("changed order vanished"))?;
-    if to.is_terminal() && enqueue_notifications(c, &order, now, offset)? {
-        state.events_enqueued = true;
+    if to.is_terminal() {
+        // A final status ends any close in flight: its intent has nothing left to settle.
+        c.prepare_cached("DELETE FROM close_intent WHERE order_id = ?1")?
+            .execute([order_id])?;
+        if enqueue_notifications(c, &order, now, offset)? {
+            state.events_enqueued = true;
+        }
     }
     Ok(Some(order))
 }

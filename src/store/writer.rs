@@ -119,7 +119,7 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let began = exec(&conn, "BEGIN IMMEDIATE");
         if let Err(e) = began {
             // Dropping a job unrun closes its reply channel: its waiter gets an error.
             log::error!("store: cannot begin a transaction: {e}");
@@ -128,26 +128,26 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
         }
         let saved_last_id = state.last_order_id;
         for job in batch.drain(..) {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = exec(&conn, "SAVEPOINT job") {
                 log::error!("store: cannot open a savepoint: {e}");
                 drop(job);
                 continue;
             }
             let (keep, finish) = job(&conn, &mut state);
             let end = if keep {
-                conn.execute_batch("RELEASE job")
+                exec(&conn, "RELEASE job")
             } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                exec(&conn, "ROLLBACK TO job").and_then(|_| exec(&conn, "RELEASE job"))
             };
             if let Err(e) = end {
                 log::error!("store: savepoint end failed: {e}");
             }
             finishes.push(finish);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = exec(&conn, "COMMIT").map_err(|e| e.to_string());
         if let Err(e) = &commit {
             log::error!("store: commit of {} jobs failed: {e}", finishes.len());
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
             state.last_order_id = saved_last_id;
         } else if std::mem::take(&mut state.events_enqueued) {
             state.events.raise();
@@ -157,4 +157,9 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
         }
     }
     log::debug!("store writer: all handles dropped, stopping");
+}
+
+/// Runs one cached statement: transaction control runs for every job, so it is never re-parsed.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -102,7 +102,7 @@ impl Drop for Merchant {
 
 /// Verifies a notification body's signature by spec §9 and returns it parsed.
 #[track_caller]
-fn verify_notice(body: &str, sign_type: SignType, secret: &str) -> Value {
+pub(crate) fn verify_notice(body: &str, sign_type: SignType, secret: &str) -> Value {
     let v: Value = serde_json::from_str(body).expect("notification is JSON");
     let data = raw_data(body).expect("notification has a data object");
     assert_eq!(
