@@ -97,8 +97,7 @@ fn check(
     let params = Params::parse(&req.body, &[wire::COMMON, fields], gw.offset)?;
     let mch_no = params.str("mchNo").unwrap_or_default();
     let app_id = params.str("appId").unwrap_or_default();
-    let mch_enabled = gw.store.merchant_enabled(mch_no)?;
-    let app = gw.store.app(app_id)?;
+    let (mch_enabled, app) = gw.store.merchant_and_app(mch_no, app_id)?;
     *app_out = app.clone();
     let Some(mch_enabled) = mch_enabled else {
         return Err(Error::Config("未找到指定的商户配置"));
