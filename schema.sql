@@ -137,3 +137,92 @@ CREATE TABLE sandbox_trade (
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 ) STRICT;
+
+-- ---- The admin console (issue 5) ----
+
+-- The console's access token, as the sha256 hex of the token (one row). Set from
+-- `serve --admin-token`, or generated and printed once on the first start.
+CREATE TABLE admin_token (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    token_hash  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+-- Logged-in browsers. The cookie holds the session id; only its sha256 hex is stored. Every
+-- cookie-authenticated POST must carry the session's CSRF token.
+CREATE TABLE admin_session (
+    id_hash     TEXT PRIMARY KEY,
+    csrf        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX admin_session_expiry ON admin_session (expires_at);
+
+-- Orders per app, channel ('' while there is none), status and UTC day (created_at / 86400000),
+-- kept by the triggers below in the same transaction as every insert and status change, so that
+-- the console's counts per status never scan the orders.
+CREATE TABLE admin_order_count (
+    app_id   TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    day      INTEGER NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (app_id, channel, status, day)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER pay_order_count_insert AFTER INSERT ON pay_order BEGIN
+    INSERT INTO admin_order_count (app_id, channel, status, day, n)
+    VALUES (new.app_id, coalesce(new.channel, ''), new.status, new.created_at / 86400000, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER pay_order_count_update AFTER UPDATE OF app_id, channel, status, created_at ON pay_order
+WHEN old.app_id IS NOT new.app_id OR old.channel IS NOT new.channel
+    OR old.status IS NOT new.status OR old.created_at IS NOT new.created_at
+BEGIN
+    UPDATE admin_order_count SET n = n - 1
+    WHERE app_id = old.app_id AND channel = coalesce(old.channel, '') AND status = old.status
+        AND day = old.created_at / 86400000;
+    INSERT INTO admin_order_count (app_id, channel, status, day, n)
+    VALUES (new.app_id, coalesce(new.channel, ''), new.status, new.created_at / 86400000, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER pay_order_count_delete AFTER DELETE ON pay_order BEGIN
+    UPDATE admin_order_count SET n = n - 1
+    WHERE app_id = old.app_id AND channel = coalesce(old.channel, '') AND status = old.status
+        AND day = old.created_at / 86400000;
+END;
+
+-- The console's filters, newest first within each: every index ends in created_at (and the
+-- implicit rowid), so a page is a walk down one index. Any order number finds its order
+-- whatever the app.
+CREATE INDEX pay_order_created ON pay_order (created_at);
+CREATE INDEX pay_order_status_created ON pay_order (status, created_at);
+CREATE INDEX pay_order_channel_created ON pay_order (channel, created_at);
+CREATE INDEX pay_order_app_created ON pay_order (app_id, created_at);
+CREATE INDEX pay_order_biz_no ON pay_order (biz_order_no);
+CREATE INDEX pay_order_out_no ON pay_order (out_order_no) WHERE out_order_no IS NOT NULL;
+-- The dashboard: amounts closed today, notifications given up.
+CREATE INDEX pay_order_close_time ON pay_order (close_time) WHERE close_time IS NOT NULL;
+CREATE INDEX notify_event_given_up ON notify_event (finished_at) WHERE state = 'given_up';
+
+-- ---- Hardening (issue 6) ----
+
+-- The replies to signed requests that carried a nonceStr, kept 24 hours: a retry with the same
+-- nonce and the same signed parameters gets the stored reply again, byte for byte, and nothing is
+-- done twice; the same nonce with other parameters is refused. Pruned by the expiry sweeper.
+CREATE TABLE request_nonce (
+    id           INTEGER PRIMARY KEY,
+    app_id       TEXT NOT NULL,
+    nonce        TEXT NOT NULL,
+    fingerprint  BLOB NOT NULL,                  -- sha256 of the path and the signed fields
+    code         INTEGER NOT NULL,               -- the reply's DaxPay code
+    trace_id     TEXT NOT NULL,                  -- the first request's trace id
+    reply        BLOB NOT NULL,                  -- the reply body exactly as it was sent
+    created_at   INTEGER NOT NULL,
+    UNIQUE (app_id, nonce)
+) STRICT;
+
+CREATE INDEX request_nonce_created ON request_nonce (created_at);

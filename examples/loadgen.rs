@@ -548,13 +548,15 @@ fn api_run(o: &Opts) -> (Measured, Measured, Measured, u64) {
         o.seconds * 4,
     )
     .done();
-    let close = load(
-        &addr,
-        deal(o.conns, made.len(), |i| {
-            close_req(&addr, &format!("W{}", made[i]))
-        }),
-        o.seconds,
-    );
+    let closes = deal(o.conns, made.len(), |i| {
+        close_req(&addr, &format!("W{}", made[i]))
+    });
+    if let Ok(mark) = std::env::var("LOADGEN_MARK") {
+        // For profiling: say which process to look at, and give the profiler a moment.
+        std::fs::write(&mark, server.child.id().to_string()).expect("write the mark file");
+        thread::sleep(Duration::from_millis(500));
+    }
+    let close = load(&addr, closes, o.seconds);
     let rss = server.peak_rss_kib();
     drop(server);
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));

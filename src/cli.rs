@@ -1,9 +1,10 @@
-//! The commands behind `main`: `serve`, `app create`, `app list` and `call`.
+//! The commands behind `main`: `serve`, `app create`, `app list`, `call`, `backup`, ….
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use crate::admin;
 use crate::api::Gateway;
 use crate::channel::Channels;
 use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
@@ -30,6 +31,7 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::OrderAttention { db } => order_attention(&db),
         Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
+        Command::Backup { db, out } => backup(&db, &out),
         Command::Help(text) => {
             print!("{text}");
             Ok(())
@@ -48,6 +50,8 @@ const DEMO_APP_ID: &str = "DEMO_APP";
 fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let random: Arc<dyn Random> = Arc::new(OsRandom);
+    // A damaged file is refused before anything (the migration, the demo app) writes to it.
+    store::check_file(&cfg.db)?;
     let (mut conn, fresh) = store::open_connection(&cfg.db)?;
     let demo = match fresh {
         true => {
@@ -76,6 +80,13 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
+    // The console's token is settled once the address is ours, so that a generated token is
+    // never stored without being printed.
+    let admin_token = {
+        let (mut conn, _) = store::open_connection(&cfg.db)?;
+        let given = cfg.admin_token.as_ref().map(|t| t.0.as_str());
+        admin::prepare_token(&mut conn, given, random.as_ref(), clock.now_ms())?
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {base_url}")?;
@@ -88,6 +99,12 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
                 app.app_id,
                 app.sign_type.as_str(),
                 app.secret
+            )?;
+        }
+        if let Some(token) = &admin_token {
+            writeln!(
+                out,
+                "new admin token for {base_url}/admin (shown once): {token}"
             )?;
         }
         out.flush()?;
@@ -118,6 +135,16 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     expiry::start(gateway.clone(), cfg.sweep_interval)?;
     let handle = http::serve(listener, Limits::DEFAULT, Arc::new(Router { gw: gateway }))?;
     handle.join();
+    Ok(())
+}
+
+/// `unipay backup`: an online, checked copy of the database.
+fn backup(db: &std::path::Path, out: &std::path::Path) -> Result<(), RunError> {
+    if !db.exists() {
+        return Err(format!("no database at {}", db.display()).into());
+    }
+    store::backup(db, out)?;
+    println!("backed up {} to {}", db.display(), out.display());
     Ok(())
 }
 

@@ -30,6 +30,11 @@ pub enum Command {
         event_id: i64,
     },
     Call(CallConfig),
+    /// `unipay backup`: an online copy of the database.
+    Backup {
+        db: PathBuf,
+        out: PathBuf,
+    },
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -44,6 +49,18 @@ pub struct ServeConfig {
     pub notify: NotifyConfig,
     /// How often expired orders are closed.
     pub sweep_interval: Duration,
+    /// The admin console's token (`--admin-token`); `None` keeps the stored one or makes one.
+    pub admin_token: Option<Redacted>,
+}
+
+/// A secret from the command line: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `unipay app create`.
@@ -107,6 +124,7 @@ Commands:
   order attention  List orders that need an operator
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
+  backup        Copy the database to a new file while the server runs
   version       Print the version
 
 Run `unipay <COMMAND> --help` for the options of a command.
@@ -117,6 +135,7 @@ unipay serve: run the gateway
 
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
+                    [--admin-token TOKEN]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -126,6 +145,8 @@ Options:
                        Waits between notification attempts (ms, s, m, h)
                        [default 15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h]
   --sweep-interval D   How often orders past their expiredTime are closed  [default 60s]
+  --admin-token TOKEN  Token of the admin console at /admin (stored hashed)  [env UNIPAY_ADMIN_TOKEN,
+                       default: generated on the first start and printed once]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
@@ -157,6 +178,18 @@ Usage: unipay order attention --db PATH
 
 Lists, one JSON line each, the orders whose money arrived at the channel after unipay had
 closed them. Such an order keeps its closed status; an operator must refund or reconcile it.
+";
+
+pub const BACKUP_HELP: &str = "\
+unipay backup: copy the database to a new file, also while `unipay serve` runs
+
+Usage: unipay backup --db PATH --out FILE
+
+The copy is one consistent snapshot made with SQLite's online backup: every change committed
+before the backup started is in it, the server keeps serving meanwhile, and the copy is checked
+with `PRAGMA integrity_check` before it gets its name. FILE must not exist yet.
+To restore: stop the server, put FILE in place of the database file, remove any `-wal` and
+`-shm` files beside it, and start the server.
 ";
 
 pub const VERSION_HELP: &str = "\
@@ -300,6 +333,7 @@ impl Command {
                     "unknown command `notify {other}` (try `notify list` or `notify resend`)"
                 ))),
             },
+            Some("backup") => parse_backup(&mut args),
             Some("--version" | "-V") => Ok(Command::Version),
             Some("version") => match args.next().as_deref() {
                 None => Ok(Command::Version),
@@ -322,12 +356,14 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut offset = env("UNIPAY_TZ_OFFSET");
     let mut schedule = env("UNIPAY_NOTIFY_RETRY_SCHEDULE");
     let mut sweep = env("UNIPAY_SWEEP_INTERVAL");
+    let mut admin_token = env("UNIPAY_ADMIN_TOKEN");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "--db" => db = Some(args.value("--db", inline)?),
             "--listen" => listen = Some(args.value("--listen", inline)?),
             "--sweep-interval" => sweep = Some(args.value("--sweep-interval", inline)?),
+            "--admin-token" => admin_token = Some(args.value("--admin-token", inline)?),
             "--notify-retry-schedule" => {
                 schedule = Some(args.value("--notify-retry-schedule", inline)?)
             }
@@ -354,7 +390,16 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     if sweep_interval < Duration::from_millis(100) {
         return Err(UsageError("--sweep-interval: at least 100ms".into()));
     }
+    if admin_token
+        .as_deref()
+        .is_some_and(|t| t.trim() != t || t.is_empty())
+    {
+        return Err(UsageError(
+            "--admin-token: must not be empty or start or end with spaces".into(),
+        ));
+    }
     Ok(Command::Serve(ServeConfig {
+        admin_token: admin_token.map(Redacted),
         sweep_interval,
         db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),
         listen,
@@ -397,6 +442,28 @@ fn parse_db_only(
     Ok(make(PathBuf::from(db.ok_or_else(|| {
         UsageError("--db PATH is required".into())
     })?)))
+}
+
+fn parse_backup(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut out = None;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--out" => out = Some(args.value("--out", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(BACKUP_HELP)),
+            other => return Err(unknown(other, "backup")),
+        }
+    }
+    let required = |v: Option<String>, flag: &str| match v {
+        Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+        _ => Err(UsageError(format!("{flag} is required"))),
+    };
+    Ok(Command::Backup {
+        db: required(db, "--db PATH")?,
+        out: required(out, "--out FILE")?,
+    })
 }
 
 fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {
@@ -579,6 +646,20 @@ mod tests {
         assert!(parse(&["serve", "--bogus"]).is_err());
         assert!(parse(&["serve", "--db"]).is_err());
         assert!(parse(&["serve", "--tz-offset", "8"]).is_err());
+    }
+
+    #[test]
+    fn admin_token_is_taken_and_never_shown() {
+        match parse(&["serve", "--admin-token", "s3cret-token"]).unwrap() {
+            Command::Serve(c) => {
+                assert_eq!(c.admin_token, Some(Redacted("s3cret-token".into())));
+                let shown = format!("{c:?}");
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["serve", "--admin-token", ""]).is_err());
+        assert!(parse(&["serve", "--admin-token", " x"]).is_err());
     }
 
     #[test]

@@ -196,8 +196,24 @@ impl Amount {
     }
 }
 
-/// A merchant application: who may call, and how its calls are signed.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("app_id", &self.app_id)
+            .field("mch_no", &self.mch_no)
+            .field("sign_type", &self.sign_type)
+            .field("secret", &"<redacted>")
+            .field("req_sign", &self.req_sign)
+            .field("req_timeout_secs", &self.req_timeout_secs)
+            .field("enabled", &self.enabled)
+            .field("mch_enabled", &self.mch_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A merchant application: who may call, and how its calls are signed. Its `Debug` leaves the
+/// secret out, so that no log line can carry it.
+#[derive(Clone)]
 pub struct App {
     pub app_id: String,
     pub mch_no: String,

@@ -5,6 +5,8 @@
 //! its channel was asked, so that money that arrived wins (the order becomes `success`) and an
 //! open trade is closed at the channel before the order is closed locally.
 //!
+//! The same thread prunes the `nonceStr` replies older than a day (`api::nonce`).
+//!
 //! `recover` finishes or undoes the closes whose intent outlived their process: it asks the
 //! channel what the trade is, and applies that.
 
@@ -42,6 +44,11 @@ pub fn start(gw: Arc<Gateway>, interval: Duration) -> std::io::Result<()> {
         .name("expiry".into())
         .spawn(move || loop {
             recover(&gw, gw.now() - STALE_INTENT_MS);
+            match gw.store.prune_nonces(gw.now() - crate::api::nonce::TTL_MS) {
+                Ok(0) => {}
+                Ok(n) => log::debug!("expiry: pruned {n} remembered nonceStr replies"),
+                Err(e) => log::error!("expiry: cannot prune nonceStr replies: {e}"),
+            }
             let report = sweep(&gw);
             if report != SweepReport::default() {
                 log::info!("expiry sweep: {report:?}");

@@ -1,6 +1,7 @@
 //! unipay: a one-binary payment gateway that speaks the DaxPay open-gateway protocol and keeps
 //! its orders in SQLite. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod api;
 pub mod channel;
 pub mod cli;

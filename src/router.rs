@@ -3,14 +3,21 @@
 //! Every request gets a trace id here; its access line (method, path, HTTP status, DaxPay code,
 //! time taken, trace id) is written when the answer is ready.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admin;
 use crate::api::{self, Answer, Gateway};
 use crate::error::Error;
 use crate::http::{Handler, ReadError, Request, Response};
 use crate::sys;
 use crate::wire;
+
+thread_local! {
+    /// The trace id of the request this thread is answering, for `on_panic`.
+    static TRACE_ID: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 /// The application as the HTTP server sees it.
 pub struct Router {
@@ -43,6 +50,7 @@ impl Router {
                 200,
                 "unipay: a DaxPay-compatible payment gateway\n",
             )),
+            path if path == "/admin" || path.starts_with("/admin/") => page(admin::handle(gw, req)),
             path => {
                 if let Some(order_no) = path.strip_prefix("/sandbox/pay/") {
                     return match post {
@@ -74,6 +82,8 @@ impl Handler for Router {
     fn handle(&self, req: &Request) -> Response {
         let started = Instant::now();
         let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        // If the handler panics, `on_panic` answers on this thread under this trace id.
+        TRACE_ID.with(|t| t.borrow_mut().clone_from(&trace_id));
         let answer = self.route(req, &trace_id);
         log::info!(
             "{} {} {} code={} {:.1}ms trace={}",
@@ -107,9 +117,23 @@ impl Handler for Router {
         answer.response
     }
 
+    /// Answers 10500 under the trace id of the request whose handler panicked (the server calls
+    /// this on the thread that ran `handle`), signed when the request names a known app.
     fn on_panic(&self, req: &Request) -> Response {
-        let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        let mut trace_id = TRACE_ID.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        if trace_id.is_empty() {
+            trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        }
         log::error!("{} {} panicked trace={}", req.method, req.path, trace_id);
-        api::error_reply(&self.gw, Error::internal("handler panicked"), &trace_id).response
+        let answer = api::panic_reply(&self.gw, req, &trace_id);
+        log::info!(
+            "{} {} {} code={} panicked trace={}",
+            req.method,
+            req.path,
+            answer.response.status,
+            answer.code,
+            trace_id
+        );
+        answer.response
     }
 }

@@ -34,7 +34,29 @@ pub struct OsRandom;
 
 impl Random for OsRandom {
     fn fill(&self, buf: &mut [u8]) {
-        getrandom::getrandom(buf).expect("the operating system has a random source");
+        // Bytes are drawn from the OS a block at a time per thread: a trace id per request
+        // would otherwise cost a system call per request.
+        thread_local! {
+            static POOL: std::cell::RefCell<(Vec<u8>, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+        }
+        const BLOCK: usize = 512;
+        POOL.with(|pool| {
+            let (bytes, used) = &mut *pool.borrow_mut();
+            let mut filled = 0;
+            while filled < buf.len() {
+                if *used == bytes.len() {
+                    bytes.resize(BLOCK, 0);
+                    getrandom::getrandom(bytes).expect("the operating system has a random source");
+                    *used = 0;
+                }
+                let n = (buf.len() - filled).min(bytes.len() - *used);
+                buf[filled..filled + n].copy_from_slice(&bytes[*used..*used + n]);
+                // Bytes handed out are erased from the pool.
+                bytes[*used..*used + n].fill(0);
+                *used += n;
+                filled += n;
+            }
+        });
     }
 }
 
@@ -44,9 +66,11 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 pub fn random_alnum(random: &dyn Random, len: usize) -> String {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
+    // A few more bytes than characters: about 3 % of bytes are rejected below.
+    let want = (len + len / 8 + 4).min(buf.len());
     while out.len() < len {
-        random.fill(&mut buf);
-        for &b in &buf {
+        random.fill(&mut buf[..want]);
+        for &b in &buf[..want] {
             // 62 * 4 = 248: rejecting 248..=255 keeps every character equally likely.
             if b < 248 && out.len() < len {
                 out.push(ALNUM[(b % 62) as usize] as char);

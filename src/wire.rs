@@ -273,10 +273,19 @@ impl Params {
     }
 }
 
+/// Deepest nesting of arrays and objects a request body may have. No DaxPay request nests at
+/// all; the bound keeps parsing (and dropping) a hostile body cheap and shallow.
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses a body that must be one JSON object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::JsonParse("Required request body is missing".into()));
+    }
+    if too_deep(body, MAX_DEPTH) {
+        return Err(Error::JsonParse(format!(
+            "the body nests deeper than {MAX_DEPTH} levels"
+        )));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -292,6 +301,9 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
 /// The `appId` of a body, read loosely, so that an error reply can be signed even when the
 /// request failed validation.
 pub fn peek_app_id(body: &[u8]) -> Option<String> {
+    if too_deep(body, MAX_DEPTH) {
+        return None;
+    }
     match serde_json::from_slice::<Value>(body).ok()? {
         Value::Object(mut map) => match map.remove("appId") {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 32 => Some(s),
@@ -299,6 +311,35 @@ pub fn peek_app_id(body: &[u8]) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Whether the brackets of `body` (outside strings) nest deeper than `max`: one pass over the
+/// bytes, before any parsing. Text that is not JSON may pass; the parser rejects it then.
+pub fn too_deep(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A JSON object written field by field, in the caller's order, nulls skipped.
@@ -587,6 +628,24 @@ mod tests {
         assert_eq!(close("[1]").unwrap_err().code(), 10505);
         assert_eq!(close("").unwrap_err().code(), 10505);
         assert_eq!(close("{").unwrap_err().code(), 10505);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let body = |inner: &str| format!(r#"{{"mchNo":"M1","x":{inner}}}"#);
+        assert!(parse_object(body(&nest(31)).as_bytes()).is_ok());
+        let err = parse_object(body(&nest(32)).as_bytes()).unwrap_err();
+        assert_eq!(err.code(), 10505);
+        assert!(err.message().contains("32"), "{}", err.message());
+        // Far past serde_json's own limit, and unclosed: still a cheap 10505.
+        let unclosed = "[".repeat(60_000);
+        assert_eq!(parse_object(unclosed.as_bytes()).unwrap_err().code(), 10505);
+        // Brackets inside strings (escaped quotes too) do not count.
+        let text = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(parse_object(text.as_bytes()).is_ok());
+        assert!(!too_deep(br#"{"a":"\\"}"#, 1));
+        assert_eq!(peek_app_id(body(&nest(40)).as_bytes()), None);
     }
 
     #[test]

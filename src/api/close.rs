@@ -19,17 +19,26 @@ pub fn handle(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     let key = OrderKey::pick(p.str("orderNo"), p.str("bizOrderNo"), p.str("outOrderNo"))
         .ok_or_else(|| Error::Validation("支付订单号不能都为空".into()))?;
     let use_cancel = p.bool("useCancel").unwrap_or(false);
-    let order = gw
-        .store
-        .find_order(&call.app.app_id, &key)?
-        .ok_or(Error::OrderNotFound)?;
     let req = CloseRequest {
         actor: Actor::Api,
         client_ip: p.non_empty("clientIp").map(str::to_string),
         now: call.now,
     };
-    close_order(gw, &order, use_cancel, req)?;
-    Ok(None)
+    // A `wait` order is found and closed in one write job; a `progress` one goes to its channel.
+    match gw
+        .store
+        .close_by_key(call.app.app_id.clone(), key, req.clone())?
+    {
+        Ok(_closed) => Ok(None),
+        Err(order) => {
+            let close_type = if use_cancel {
+                CloseType::Cancel
+            } else {
+                CloseType::Close
+            };
+            close_at_channel(gw, &order, close_type, req).map(|_| None)
+        }
+    }
 }
 
 /// Closes `order` (or cancels it at its channel with `use_cancel`), for any actor.
@@ -42,16 +51,29 @@ pub fn close_order(
 ) -> Result<Order, Error> {
     // The status read before is only a hint: `close_local` and `begin_close` decide inside
     // their transactions.
-    let close_type = match plan_close(order.status, use_cancel) {
-        Err(_) => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
-        Ok(ClosePlan::AtChannel(close_type)) => close_type,
-        Ok(ClosePlan::Local) => match gw.store.close_local(order.id, req.clone())? {
-            Some(closed) => return Ok(closed),
-            // It became `progress` meanwhile (handed to a channel).
-            None if use_cancel => CloseType::Cancel,
-            None => CloseType::Close,
-        },
+    let close_type = if use_cancel {
+        CloseType::Cancel
+    } else {
+        CloseType::Close
     };
+    match plan_close(order.status, use_cancel) {
+        Err(_) => Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+        Ok(ClosePlan::AtChannel(_)) => close_at_channel(gw, order, close_type, req),
+        Ok(ClosePlan::Local) => match gw.store.close_local(order.id, req.clone())? {
+            Ok(closed) => Ok(closed),
+            // It became `progress` meanwhile (handed to a channel).
+            Err(now_progress) => close_at_channel(gw, &now_progress, close_type, req),
+        },
+    }
+}
+
+/// Closes a `progress` order: intent, channel, answer (see the module doc).
+fn close_at_channel(
+    gw: &Gateway,
+    order: &Order,
+    close_type: CloseType,
+    req: CloseRequest,
+) -> Result<Order, Error> {
     let channel_name = order.channel.clone().unwrap_or_default();
     let channel = gw
         .channels

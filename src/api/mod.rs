@@ -5,6 +5,7 @@
 //! and the one envelope function.
 
 pub mod close;
+pub mod nonce;
 pub mod pay;
 pub mod query;
 pub mod sandbox;
@@ -28,6 +29,8 @@ pub struct Gateway {
     pub offset: UtcOffset,
     /// Where this server is reached, for links it hands out (`http://127.0.0.1:9999`).
     pub base_url: String,
+    /// The `nonceStr` keys whose first request is being handled.
+    pub nonces: nonce::InFlight,
 }
 
 impl Gateway {
@@ -46,6 +49,7 @@ impl Gateway {
             random,
             offset,
             base_url,
+            nonces: nonce::InFlight::default(),
         }
     }
 
@@ -78,12 +82,23 @@ pub fn signed(
 ) -> Answer {
     let now = gw.now();
     let mut app = None;
-    let result = check(gw, req, fields, now, &mut app).and_then(|call| handler(gw, &call));
-    if app.is_none() {
-        // The reply is signed whenever the app is known, even if the request failed early.
-        app = wire::peek_app_id(&req.body).and_then(|id| gw.store.app(&id).ok().flatten());
+    let call = match check(gw, req, fields, now, &mut app) {
+        Ok(call) => call,
+        Err(e) => {
+            if app.is_none() {
+                // The reply is signed whenever the app is known, even if the request failed
+                // early.
+                app = wire::peek_app_id(&req.body).and_then(|id| gw.store.app(&id).ok().flatten());
+            }
+            return respond(gw, Err(e), app.as_ref(), now, trace_id);
+        }
+    };
+    let run = || respond(gw, handler(gw, &call), Some(&call.app), now, trace_id);
+    // A request with a nonceStr is acted on at most once; its reply is remembered (`nonce`).
+    match call.params.non_empty("nonceStr") {
+        Some(n) => nonce::once(gw, &req.path, &call, n, trace_id, run),
+        None => run(),
     }
-    respond(gw, result, app.as_ref(), now, trace_id)
 }
 
 /// Fields → merchant and app → signature → request-time window (spec §2, in that order).
@@ -184,6 +199,13 @@ pub fn respond(
         response: Response::json(body),
         code,
     }
+}
+
+/// The 10500 reply to a request whose handler panicked, signed when its app can be known.
+pub fn panic_reply(gw: &Gateway, req: &Request, trace_id: &str) -> Answer {
+    let app = wire::peek_app_id(&req.body).and_then(|id| gw.store.app(&id).ok().flatten());
+    let err = Error::internal("the handler panicked");
+    respond(gw, Err(err), app.as_ref(), gw.now(), trace_id)
 }
 
 /// An unsigned envelope for a request no app can be found for (unknown path, bad method, …).

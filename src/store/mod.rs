@@ -7,14 +7,18 @@
 //! transaction as its close record and its outbox rows. The schema is `schema.sql` at the top of
 //! the repository; later steps are appended to `MIGRATIONS`, keyed on `PRAGMA user_version`.
 
+pub mod admin;
+mod backup;
+mod nonce;
 mod orders;
 mod outbox;
 mod sandbox;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
@@ -23,6 +27,8 @@ use crate::error::Error;
 use crate::sign::SignType;
 use crate::sys::UtcOffset;
 
+pub use backup::{backup, check_file, integrity_check, quick_check};
+pub use nonce::{NewNonce, SeenNonce};
 pub use orders::{
     attention_orders, ChannelCloseOutcome, CloseIntent, CloseRequest, Inserted, NewOrder, Payment,
 };
@@ -78,7 +84,8 @@ pub fn open_connection(path: &Path) -> Result<(Connection, bool), OpenError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
     )
     .map_err(err)?;
     let fresh = migrate(&mut conn, path)?;
@@ -114,6 +121,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<bool, OpenError> {
 /// The database of a running server: a writer thread and read connections.
 pub struct Store {
     path: PathBuf,
+    /// Recently read (merchant enabled, app) pairs by app id; see `merchant_and_app`.
+    apps: Mutex<HashMap<String, (Instant, bool, App)>>,
     /// Raised after each commit that wrote notification rows.
     events: Arc<Signal>,
     writer: Writer,
@@ -124,6 +133,10 @@ pub struct Store {
 /// Most idle read connections kept for reuse: enough for every request thread under load, so
 /// that no request pays for opening a connection and preparing its statements.
 const MAX_IDLE_READERS: usize = 64;
+
+/// How long a merchant and app read from the database are trusted: changes to an existing app
+/// or merchant take effect within this time.
+const APP_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Prepared statements kept per connection: more than the program has, so none is re-parsed.
 const STATEMENT_CACHE: usize = 128;
@@ -150,6 +163,7 @@ impl Store {
         let writer = Writer::start(conn, state).map_err(OpenError::Thread)?;
         let store = Store {
             path: path.to_path_buf(),
+            apps: Mutex::new(HashMap::new()),
             events,
             writer,
             readers: Mutex::new(Vec::new()),
@@ -200,18 +214,38 @@ impl Store {
         self.events.clone()
     }
 
-    /// Both lookups of a request's common checks, on one read connection: whether the merchant
-    /// exists and is enabled, and the app.
+    /// Both lookups of a request's common checks: whether the merchant exists and is enabled,
+    /// and the app. Found pairs are remembered for `APP_CACHE_TTL`, so that a busy server does
+    /// not read them for every request; an app created meanwhile (by `unipay app create`) is
+    /// seen at once, because misses are never remembered.
     pub fn merchant_and_app(
         &self,
         mch_no: &str,
         app_id: &str,
     ) -> Result<(Option<bool>, Option<App>), Error> {
-        self.read(|c| {
+        {
+            let cache = self.apps.lock().expect("app cache lock");
+            if let Some((at, enabled, app)) = cache.get(app_id) {
+                if at.elapsed() < APP_CACHE_TTL && app.mch_no == mch_no {
+                    return Ok((Some(*enabled), Some(app.clone())));
+                }
+            }
+        }
+        let (mch, app) = self.read(|c| {
             let mut st = c.prepare_cached("SELECT enabled FROM merchant WHERE mch_no = ?1")?;
-            let mch = st.query_row([mch_no], |r| r.get(0)).optional()?;
+            let mch: Option<bool> = st.query_row([mch_no], |r| r.get(0)).optional()?;
             Ok((mch, app_by_id(c, app_id)?))
-        })
+        })?;
+        if let (Some(enabled), Some(app)) = (mch, &app) {
+            if app.mch_no == mch_no {
+                let mut cache = self.apps.lock().expect("app cache lock");
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(app_id.to_string(), (Instant::now(), enabled, app.clone()));
+            }
+        }
+        Ok((mch, app))
     }
 
     /// The app with this id, with its merchant's enabled flag.
@@ -227,9 +261,7 @@ impl Store {
     /// The order with this order number, whatever its app.
     pub fn order_by_no(&self, order_no: &str) -> Result<Option<Order>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {ORDER_COLS} FROM pay_order WHERE order_no = ?1"
-            ))?;
+            let mut st = c.prepare_cached(ORDER_BY_NO_SQL)?;
             Ok(st.query_row([order_no], row_to_order).optional()?)
         })
     }
@@ -269,11 +301,26 @@ pub struct CloseRecord {
     pub channel: Option<String>,
 }
 
-/// The columns of `row_to_order`, in its order.
-pub(crate) const ORDER_COLS: &str = "id, order_no, biz_order_no, out_order_no, mch_no, app_id, title, description,
+/// The columns of `row_to_order`, in its order (a macro, so that SQL can be built with
+/// `concat!` at compile time).
+macro_rules! order_cols {
+    () => {
+        "id, order_no, biz_order_no, out_order_no, mch_no, app_id, title, description,
     allocation, auto_allocation, channel, method, other_method, limit_pay, amount, refundable_balance,
     status, refund_status, alloc_status, pay_time, close_time, expired_time, attach, error_msg,
-    notify_url, return_url, extra_param, client_ip, attention, attention_at, created_at, updated_at";
+    notify_url, return_url, extra_param, client_ip, attention, attention_at, created_at, updated_at"
+    };
+}
+pub(crate) use order_cols;
+
+pub(crate) const ORDER_COLS: &str = order_cols!();
+
+/// One order by its number.
+pub(crate) const ORDER_BY_NO_SQL: &str = concat!(
+    "SELECT ",
+    order_cols!(),
+    " FROM pay_order WHERE order_no = ?1"
+);
 
 pub(crate) fn row_to_order(r: &Row) -> rusqlite::Result<Order> {
     let status: String = r.get(16)?;
@@ -320,7 +367,11 @@ pub(crate) fn row_to_order(r: &Row) -> rusqlite::Result<Order> {
 }
 
 pub(crate) fn order_by_id(c: &Connection, id: i64) -> Result<Option<Order>, Error> {
-    let mut st = c.prepare_cached(&format!("SELECT {ORDER_COLS} FROM pay_order WHERE id = ?1"))?;
+    let mut st = c.prepare_cached(concat!(
+        "SELECT ",
+        order_cols!(),
+        " FROM pay_order WHERE id = ?1"
+    ))?;
     Ok(st.query_row([id], row_to_order).optional()?)
 }
 
@@ -330,13 +381,32 @@ pub(crate) fn find_order(
     key: &OrderKey,
 ) -> rusqlite::Result<Option<Order>> {
     let (sql, value) = match key {
-        OrderKey::OrderNo(v) => ("order_no = ?2", v),
-        OrderKey::BizOrderNo(v) => ("biz_order_no = ?2", v),
-        OrderKey::OutOrderNo(v) => ("out_order_no = ?2", v),
+        OrderKey::OrderNo(v) => (
+            concat!(
+                "SELECT ",
+                order_cols!(),
+                " FROM pay_order WHERE app_id = ?1 AND order_no = ?2"
+            ),
+            v,
+        ),
+        OrderKey::BizOrderNo(v) => (
+            concat!(
+                "SELECT ",
+                order_cols!(),
+                " FROM pay_order WHERE app_id = ?1 AND biz_order_no = ?2"
+            ),
+            v,
+        ),
+        OrderKey::OutOrderNo(v) => (
+            concat!(
+                "SELECT ",
+                order_cols!(),
+                " FROM pay_order WHERE app_id = ?1 AND out_order_no = ?2 ORDER BY id DESC LIMIT 1"
+            ),
+            v,
+        ),
     };
-    let mut st = c.prepare_cached(&format!(
-        "SELECT {ORDER_COLS} FROM pay_order WHERE app_id = ?1 AND {sql} ORDER BY id DESC LIMIT 1"
-    ))?;
+    let mut st = c.prepare_cached(sql)?;
     st.query_row(params![app_id, value], row_to_order)
         .optional()
 }

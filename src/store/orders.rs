@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{find_order, order_by_id, Store, WriterState};
+use super::{find_order, order_by_id, order_cols, Store, WriterState};
 use crate::domain::{Actor, Amount, CloseType, Order, OrderKey, PayStatus};
 use crate::error::{Error, MSG_NOT_CLOSABLE};
 use crate::sys::{self, UtcOffset};
@@ -172,23 +172,40 @@ impl Store {
         })
     }
 
-    /// Closes a `wait` order locally, with its close record and outbox rows.
-    /// Returns `Ok(None)` when the order is `progress` (its channel must close it first);
-    /// any other status is 20044.
-    pub fn close_local(&self, order_id: i64, req: CloseRequest) -> Result<Option<Order>, Error> {
+    /// Closes a `wait` order locally, with its close record and outbox rows. Returns
+    /// `Ok(Err(order))` with the order as it is when it is `progress` (its channel must close
+    /// it first); any other status is 20044.
+    pub fn close_local(
+        &self,
+        order_id: i64,
+        req: CloseRequest,
+    ) -> Result<Result<Order, Order>, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
             let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
-            match order.status {
-                PayStatus::Progress => return Ok(None),
-                PayStatus::Wait => {}
-                _ => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+            match close_if_waiting(c, state, order.clone(), &req, offset)? {
+                Some(closed) => Ok(Ok(closed)),
+                None => Ok(Err(order)),
             }
-            let (from, to) = (&[PayStatus::Wait][..], PayStatus::Close);
-            let closed = transition(c, state, order_id, from, to, req.now, None, offset)?
-                .ok_or_else(|| Error::TradeStatus(MSG_NOT_CLOSABLE.into()))?;
-            insert_close_record(c, &closed, CloseType::Close, true, None, &req)?;
-            Ok(Some(closed))
+        })
+    }
+
+    /// Finds the order of `app_id` named by `key` and, if it is `wait`, closes it locally: the
+    /// lookup and the close are one write job (the API's hot path). Returns `Ok(None)` for a
+    /// `progress` order, which its channel must close first.
+    pub fn close_by_key(
+        &self,
+        app_id: String,
+        key: OrderKey,
+        req: CloseRequest,
+    ) -> Result<Result<Order, Order>, Error> {
+        let offset = self.offset;
+        self.write(move |c, state| {
+            let order = find_order(c, &app_id, &key)?.ok_or(Error::OrderNotFound)?;
+            match close_if_waiting(c, state, order.clone(), &req, offset)? {
+                Some(closed) => Ok(Ok(closed)),
+                None => Ok(Err(order)),
+            }
         })
     }
 
@@ -372,6 +389,26 @@ impl Store {
     }
 }
 
+/// Closes `order` locally if it is `wait`; `None` if it is `progress`; 20044 otherwise.
+fn close_if_waiting(
+    c: &Connection,
+    state: &mut WriterState,
+    order: Order,
+    req: &CloseRequest,
+    offset: UtcOffset,
+) -> Result<Option<Order>, Error> {
+    match order.status {
+        PayStatus::Progress => return Ok(None),
+        PayStatus::Wait => {}
+        _ => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+    }
+    let (from, to) = (&[PayStatus::Wait][..], PayStatus::Close);
+    let closed = transition(c, state, order.id, from, to, req.now, None, offset)?
+        .ok_or_else(|| Error::TradeStatus(MSG_NOT_CLOSABLE.into()))?;
+    insert_close_record(c, &closed, CloseType::Close, true, None, req)?;
+    Ok(Some(closed))
+}
+
 /// Orders flagged for an operator, newest first (the CLI uses its own connection).
 pub fn attention_orders(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Order>> {
     let mut st = c.prepare_cached(&format!(
@@ -398,27 +435,37 @@ pub(super) fn transition(
 ) -> Result<Option<Order>, Error> {
     let a = from[0].as_str();
     let b = from.get(1).unwrap_or(&from[0]).as_str();
-    let mut st = c.prepare_cached(
-        "UPDATE pay_order SET status = ?2, updated_at = ?3,
-            close_time = CASE WHEN ?2 IN ('close', 'cancel') THEN ?3 ELSE close_time END,
-            error_msg = coalesce(?4, error_msg)
-         WHERE id = ?1 AND status IN (?5, ?6)",
-    )?;
-    if st.execute(params![order_id, to.as_str(), now, error_msg, a, b])? != 1 {
+    let mut st = c.prepare_cached(TRANSITION_SQL)?;
+    let changed = st
+        .query_row(
+            params![order_id, to.as_str(), now, error_msg, a, b],
+            super::row_to_order,
+        )
+        .optional()?;
+    let Some(order) = changed else {
         return Ok(None);
-    }
-    let order =
-        order_by_id(c, order_id)?.ok_or_else(|| Error::internal("changed order vanished"))?;
+    };
     if to.is_terminal() {
         // A final status ends any close in flight: its intent has nothing left to settle.
-        c.prepare_cached("DELETE FROM close_intent WHERE order_id = ?1")?
-            .execute([order_id])?;
+        if from.contains(&PayStatus::Progress) {
+            c.prepare_cached("DELETE FROM close_intent WHERE order_id = ?1")?
+                .execute([order_id])?;
+        }
         if enqueue_notifications(c, &order, now, offset)? {
             state.events_enqueued = true;
         }
     }
     Ok(Some(order))
 }
+
+/// The compare-and-set of `transition`, returning the changed row.
+const TRANSITION_SQL: &str = concat!(
+    "UPDATE pay_order SET status = ?2, updated_at = ?3,
+        close_time = CASE WHEN ?2 IN ('close', 'cancel') THEN ?3 ELSE close_time END,
+        error_msg = coalesce(?4, error_msg)
+     WHERE id = ?1 AND status IN (?5, ?6) RETURNING ",
+    order_cols!()
+);
 
 /// Money arrived for an order: see `Store::apply_payment`.
 pub(super) fn apply_payment(

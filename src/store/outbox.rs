@@ -9,8 +9,22 @@ use super::Store;
 use crate::error::Error;
 use crate::sign::SignType;
 
-/// A notification ready to be sent, with what signing it needs.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for DueEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueEvent")
+            .field("id", &self.id)
+            .field("order_no", &self.order_no)
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .field("app_id", &self.app_id)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A notification ready to be sent, with what signing it needs. Its `Debug` leaves the secret
+/// out, so that no log line can carry it.
+#[derive(Clone)]
 pub struct DueEvent {
     pub id: i64,
     pub order_no: String,

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::orders::{apply_payment, Payment};
-use super::{row_to_order, Store, ORDER_COLS};
+use super::{row_to_order, Store, ORDER_BY_NO_SQL};
 use crate::domain::{Amount, Order, PayStatus};
 use crate::error::Error;
 
@@ -66,7 +66,7 @@ impl Store {
     ) -> Result<Order, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
-            let mut st = c.prepare_cached(&format!("SELECT {ORDER_COLS} FROM pay_order WHERE order_no = ?1"))?;
+            let mut st = c.prepare_cached(ORDER_BY_NO_SQL)?;
             let order = st.query_row([&order_no], row_to_order).optional()?.ok_or(Error::OrderNotFound)?;
             let refuse = |why: &str| Err(Error::TradeStatus(why.to_string()));
             match order.status {

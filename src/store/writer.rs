@@ -7,7 +7,7 @@
 //! fails them all. So "my job returned Ok" always means "my change is on disk".
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -68,9 +68,21 @@ impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: Connection, state: WriterState) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::sync_channel::<Job>(4096);
+        let (wake_tx, wake_rx) = mpsc::channel::<Woken>();
+        // Waking the waiters of a batch is a system call per waiter: it is done on a thread of
+        // its own, so that the writer goes on with the next batch meanwhile.
+        thread::Builder::new()
+            .name("store-waker".into())
+            .spawn(move || {
+                for (commit, finishes) in wake_rx {
+                    for finish in finishes {
+                        finish(commit.clone());
+                    }
+                }
+            })?;
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, state, rx))?;
+            .spawn(move || run(conn, state, rx, wake_tx))?;
         Ok(Writer { tx })
     }
 
@@ -108,9 +120,12 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
+/// A committed (or failed) batch: the commit's outcome and the results to deliver.
+type Woken = (Result<(), String>, Vec<Finish>);
+
+fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>, waker: Sender<Woken>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut finishes: Vec<Finish> = Vec::with_capacity(MAX_BATCH);
+    let (mut batches, mut jobs) = (0u64, 0u64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -126,7 +141,16 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
             batch.clear();
             continue;
         }
+        batches += 1;
+        jobs += batch.len() as u64;
+        if batches % 1000 == 0 {
+            log::debug!(
+                "store writer: {batches} commits, {:.1} jobs per commit",
+                jobs as f64 / batches as f64
+            );
+        }
         let saved_last_id = state.last_order_id;
+        let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             if let Err(e) = exec(&conn, "SAVEPOINT job") {
                 log::error!("store: cannot open a savepoint: {e}");
@@ -152,8 +176,11 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>) {
         } else if std::mem::take(&mut state.events_enqueued) {
             state.events.raise();
         }
-        for finish in finishes.drain(..) {
-            finish(commit.clone());
+        if let Err(mpsc::SendError((commit, finishes))) = waker.send((commit, finishes)) {
+            // The waker is gone (it cannot panic in practice): wake them here.
+            for finish in finishes {
+                finish(commit.clone());
+            }
         }
     }
     log::debug!("store writer: all handles dropped, stopping");

@@ -90,6 +90,8 @@ pub struct TestServer {
     /// `127.0.0.1:PORT` of the current process.
     pub addr: String,
     extra: Vec<String>,
+    /// Extra environment variables of every process started (e.g. `RUST_LOG`).
+    envs: Vec<(String, String)>,
     proc: Option<Proc>,
     /// The zone the server reads request times in (`--tz-offset`); requests are dated in it.
     pub offset: UtcOffset,
@@ -105,6 +107,12 @@ impl TestServer {
 
     /// Starts a server with extra `serve` arguments (e.g. `--tz-offset +00:00`).
     pub fn start_with(extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(extra, &[])
+    }
+
+    /// Starts a server with extra `serve` arguments and environment variables (they override
+    /// the harness's own, e.g. `RUST_LOG`).
+    pub fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> TestServer {
         let dir = temp_dir("srv");
         let db = dir.join("gw.db");
         let offset = extra
@@ -118,6 +126,10 @@ impl TestServer {
             db,
             addr: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             proc: None,
             stdout: Arc::new(Mutex::new(Vec::new())),
             starts: 0,
@@ -159,6 +171,7 @@ impl TestServer {
             .env_remove("UNIPAY_LISTEN")
             .env_remove("UNIPAY_TZ_OFFSET")
             .env("RUST_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -217,6 +230,11 @@ impl TestServer {
                 let _ = d.join();
             }
         }
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.child.id())
     }
 
     /// SIGKILLs the server and starts a new process on the same database.
@@ -509,6 +527,25 @@ impl App {
 // HTTP client and replies
 // ---------------------------------------------------------------------------------------------
 
+/// Like `http`, but `None` instead of a panic when the server cannot be reached or gives no
+/// complete reply (for tests that kill the server under load).
+pub fn try_http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    stream.set_write_timeout(Some(DEADLINE)).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    parse_response(&raw)
+}
+
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`, read to the end).
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
@@ -530,6 +567,41 @@ pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Reply {
     if raw.is_empty() {
         panic!("{method} {path}: no reply ({read:?})");
     }
+    parse_response(&raw).unwrap_or_else(|| {
+        panic!(
+            "{method} {path}: unparseable reply: {}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+/// One HTTP/1.1 exchange with the given extra header lines (`("Cookie", "a=b")`, …) and body;
+/// no Content-Type is added (pass one). For the admin console's forms, cookies and tokens.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" && method != "HEAD" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    stream
+        .write_all(&bytes)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
     parse_response(&raw).unwrap_or_else(|| {
         panic!(
             "{method} {path}: unparseable reply: {}",

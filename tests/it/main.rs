@@ -3,13 +3,16 @@
 
 mod helpers;
 
+mod admin;
 mod cli;
 mod close;
 mod errors;
 mod expiry;
+mod hardening;
 mod http;
 mod notify;
 mod pay;
+mod props;
 mod query;
 mod signature;
 mod sim;

@@ -1,0 +1,104 @@
+//! The replies remembered for `nonceStr` (table `request_nonce`).
+//!
+//! A signed request that carries a `nonceStr` is answered at most once per app and nonce within
+//! a day (`api::nonce` decides); these are the statements behind it: look a nonce up, remember a
+//! reply, and prune the old ones.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::Store;
+use crate::error::Error;
+
+/// A reply remembered for an app's nonce.
+#[derive(Debug, Clone)]
+pub struct SeenNonce {
+    /// The sha256 of the path and the signed fields of the request that used the nonce first.
+    pub fingerprint: Vec<u8>,
+    pub code: i32,
+    pub trace_id: String,
+    /// The reply body exactly as it was sent.
+    pub reply: Vec<u8>,
+}
+
+/// A reply to remember.
+#[derive(Debug, Clone)]
+pub struct NewNonce {
+    pub app_id: String,
+    pub nonce: String,
+    pub fingerprint: Vec<u8>,
+    pub code: i32,
+    pub trace_id: String,
+    pub reply: Vec<u8>,
+    pub now: i64,
+}
+
+/// Most rows one prune statement deletes, so that it never holds the writer for long.
+const PRUNE_BATCH: i64 = 2000;
+
+impl Store {
+    /// The reply remembered for `nonce` of `app_id`, if it was stored after `since`.
+    pub fn seen_nonce(
+        &self,
+        app_id: &str,
+        nonce: &str,
+        since: i64,
+    ) -> Result<Option<SeenNonce>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT fingerprint, code, trace_id, reply FROM request_nonce
+                 WHERE app_id = ?1 AND nonce = ?2 AND created_at > ?3",
+            )?;
+            let row = st.query_row(params![app_id, nonce, since], |r| {
+                Ok(SeenNonce {
+                    fingerprint: r.get(0)?,
+                    code: r.get(1)?,
+                    trace_id: r.get(2)?,
+                    reply: r.get(3)?,
+                })
+            });
+            Ok(row.optional()?)
+        })
+    }
+
+    /// Remembers a reply (replacing an expired row of the same nonce); on disk when it returns.
+    pub fn remember_nonce(&self, n: NewNonce) -> Result<(), Error> {
+        self.write(move |c, _| {
+            let mut st = c.prepare_cached(
+                "INSERT INTO request_nonce
+                    (app_id, nonce, fingerprint, code, trace_id, reply, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (app_id, nonce) DO UPDATE SET fingerprint = excluded.fingerprint,
+                    code = excluded.code, trace_id = excluded.trace_id, reply = excluded.reply,
+                    created_at = excluded.created_at",
+            )?;
+            st.execute(params![
+                n.app_id,
+                n.nonce,
+                n.fingerprint,
+                n.code,
+                n.trace_id,
+                n.reply,
+                n.now
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// Deletes the replies stored at or before `until`; returns how many went.
+    pub fn prune_nonces(&self, until: i64) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let n = self.write(move |c, _| {
+                let mut st = c.prepare_cached(
+                    "DELETE FROM request_nonce WHERE id IN
+                        (SELECT id FROM request_nonce WHERE created_at <= ?1 LIMIT ?2)",
+                )?;
+                Ok(st.execute(params![until, PRUNE_BATCH])?)
+            })?;
+            total += n;
+            if (n as i64) < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
