@@ -36,9 +36,17 @@ pub trait Channel: Send + Sync {
     /// What the payer is sent to for an order that already has a trade.
     fn pay_body(&self, order: &Order) -> Option<String>;
 
-    /// Closes (or cancels) the trade of `order` so that it can no longer be paid.
-    /// `Err(Error::Unsupported)` when the channel cannot do this kind of close; any other `Err`
-    /// means the channel's answer is unknown (a timeout: the trade may or may not be closed).
+    /// Whether this channel can do this kind of close at all. The close logic asks before it
+    /// commits a close intent, so that an unsupported close (20030) changes and records nothing.
+    fn supports(&self, close_type: CloseType) -> bool {
+        let _ = close_type;
+        true
+    }
+
+    /// Closes (or cancels) the trade of `order` so that it can no longer be paid. Only called
+    /// for a `close_type` the channel `supports`; `Err(Error::Unsupported)` if it cannot do it
+    /// after all; any other `Err` means the channel's answer is unknown (a timeout: the trade
+    /// may or may not be closed).
     fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error>;
 
     /// What the channel's trade of `order` is now. `Err` when the channel could not be asked.
