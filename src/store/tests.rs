@@ -1,1 +1,73 @@
+//! The store's pragmas and schema versioning, on real database files.
 
+use std::path::PathBuf;
+
+use super::*;
+
+/// A fresh, empty directory for one test's database.
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("unipay-store-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_fresh_database_is_durable_wal_at_the_latest_schema_version() {
+    let dir = temp_dir("fresh");
+    let path = dir.join("s.db");
+    let (store, fresh) = Store::open(&path, UtcOffset::CST).unwrap();
+    assert!(fresh, "a new file is reported as brand new");
+    // The pragmas of the connection that commits every change: the writer's.
+    let (synchronous, journal_mode, user_version) = store
+        .write(|c, _| {
+            let synchronous: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let journal_mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let user_version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((synchronous, journal_mode, user_version))
+        })
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous = FULL");
+    assert_eq!(journal_mode, "wal");
+    assert_eq!(user_version, MIGRATIONS.len() as i64);
+    drop(store);
+
+    // Opening it again migrates nothing and is not brand new.
+    let (conn, fresh) = open_connection(&path).unwrap();
+    assert!(!fresh);
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, MIGRATIONS.len() as i64);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_database_from_a_newer_unipay_is_refused() {
+    let dir = temp_dir("newer");
+    let path = dir.join("s.db");
+    let known = MIGRATIONS.len() as i64;
+    {
+        let (conn, _) = open_connection(&path).unwrap();
+        conn.pragma_update(None, "user_version", known + 1).unwrap();
+    }
+    match Store::open(&path, UtcOffset::CST) {
+        Err(OpenError::TooNew {
+            path: p,
+            found,
+            known: k,
+        }) => {
+            assert_eq!(p, path);
+            assert_eq!((found, k), (known + 1, known));
+        }
+        Err(other) => panic!("expected TooNew, got {other}"),
+        Ok(_) => panic!("a database from a newer unipay was opened"),
+    }
+    // Nothing was changed by the refusal.
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, known + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
