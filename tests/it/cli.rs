@@ -25,6 +25,9 @@ fn help_on_every_command_exits_0() {
         &["app", "list", "--help"],
         &["call", "--help"],
         &["call", "-h"],
+        &["notify", "--help"],
+        &["notify", "list", "--help"],
+        &["notify", "resend", "--help"],
     ] {
         let out = run_cli(args);
         assert_eq!(
@@ -158,6 +161,8 @@ fn usage_errors_exit_2_with_a_message() {
         (&["call", "--db", db, "--app-id", "A", "close"], "JSON"),
         (&["call", "--db", db, "--app-id", "A", "nope", "{}"], "nope"),
         (&["call", "--app-id", "A", "close", "{}"], "--db"),
+        (&["notify", "list", "--bogus"], "--bogus"),
+        (&["notify", "resend", "--db", db], "EVENT_ID"),
     ] {
         let out = run_cli(args);
         let stderr = text(&out.stderr);

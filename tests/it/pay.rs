@@ -248,6 +248,26 @@ fn pay_validates_its_fields() {
     pay(json!({"amount": 0})).expect(10506, "");
     pay(json!({"method": "telepathy"})).expect(10506, "");
     pay(json!({"title": "x".repeat(101)})).expect(10506, "");
+    // Every other limit of spec §8, one past it.
+    for (field, label, len) in [
+        ("description", "支付描述", 501),
+        ("notifyUrl", "异步通知地址", 201),
+        ("returnUrl", "同步通知URL", 201),
+        ("attach", "商户扩展参数", 501),
+        ("extraParam", "支付扩展参数", 2049),
+    ] {
+        let value = if field.ends_with("Url") {
+            format!(
+                "http://m.example/{}",
+                "x".repeat(len - "http://m.example/".len())
+            )
+        } else {
+            "x".repeat(len)
+        };
+        assert_eq!(value.chars().count(), len);
+        let reply = pay(json!({ field: value }));
+        reply.expect(10506, &format!("{label}不可超过{}位", len - 1));
+    }
     pay(json!({"amount": "abc"})).expect(10505, "");
     pay(json!({"expiredTime": "tomorrow"})).expect(10505, "");
     // None of these created an order.
