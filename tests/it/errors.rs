@@ -200,6 +200,84 @@ fn merchant_and_app_errors_change_nothing() {
     v.unchanged();
 }
 
+/// Runs one `UPDATE` on the server's database from outside it (as an operator would).
+fn db_update(srv: &TestServer, sql: &str, param: &str) {
+    let c = rusqlite::Connection::open(&srv.db).expect("open db");
+    c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(c.execute(sql, [param]).unwrap(), 1, "{sql}");
+}
+
+/// Queries the victim until the reply has `code` and exactly `msg`: the server trusts a
+/// merchant and app it read for 2 s, so a change made outside it shows within that time.
+#[track_caller]
+fn wait_for_query(v: &Victim, code: i64, msg: &str) {
+    wait_for(&format!("a query answered {code} {msg}"), || {
+        let r = v.srv.post_signed(
+            &v.app,
+            "/unipay/query/payOrder",
+            json!({ "bizOrderNo": VICTIM }),
+        );
+        (r.code() == code && (code == 0 || r.msg() == msg)).then_some(())
+    });
+}
+
+#[test]
+fn a_disabled_merchant_or_app_is_20023_signed_and_changes_nothing() {
+    let mut v = victim();
+    let path = "/unipay/close";
+
+    // A disabled merchant, seen by a new process (nothing remembered).
+    db_update(
+        &v.srv,
+        "UPDATE merchant SET enabled = 0 WHERE mch_no = ?1",
+        &v.app.mch_no,
+    );
+    v.srv.restart();
+    let reply = v.srv.post_map(path, &v.close_body(json!({})));
+    reply.expect(20023, "商户未启用").signed_by(&v.app);
+    assert_eq!(reply.msg(), "商户未启用");
+
+    // The merchant enabled again and the app disabled, seen by the running process once what
+    // it remembers is stale (polled with queries, which change nothing).
+    db_update(
+        &v.srv,
+        "UPDATE merchant SET enabled = 1 WHERE mch_no = ?1",
+        &v.app.mch_no,
+    );
+    db_update(
+        &v.srv,
+        "UPDATE app SET enabled = 0 WHERE app_id = ?1",
+        &v.app.app_id,
+    );
+    wait_for_query(&v, 20023, "商户应用未启用");
+    let reply = v.srv.post_map(path, &v.close_body(json!({})));
+    reply.expect(20023, "商户应用未启用").signed_by(&v.app);
+    assert_eq!(reply.msg(), "商户应用未启用");
+    // A pay of a disabled app creates nothing.
+    let pay = v.app.signed(
+        "/unipay/pay",
+        json!({"bizOrderNo": "B_DISABLED", "title": "t", "amount": 1, "channel": "sandbox", "method": "wap"}),
+    );
+    let reply = v.srv.post_map("/unipay/pay", &pay);
+    reply.expect(20023, "商户应用未启用").signed_by(&v.app);
+    assert_eq!(
+        v.srv.count(
+            "SELECT count(*) FROM pay_order WHERE biz_order_no = ?1",
+            "B_DISABLED"
+        ),
+        0
+    );
+
+    // Enabled again: the victim is exactly as it was.
+    db_update(
+        &v.srv,
+        "UPDATE app SET enabled = 1 WHERE app_id = ?1",
+        &v.app.app_id,
+    );
+    wait_for_query(&v, 0, "success");
+    v.unchanged();
+}
+
 #[test]
 fn field_errors_change_nothing() {
     let v = victim();
