@@ -372,3 +372,73 @@ fn close_racing_a_payment_has_one_winner() {
         }
     }
 }
+
+/// A close of an order whose close is already running (its intent is committed, the channel is
+/// being asked) is refused with 20043 and changes nothing. The intent is written from outside
+/// while the server runs: start-up recovery would settle one left from before the start, and
+/// the sweeper only settles intents older than 5 minutes.
+#[test]
+fn a_close_while_another_close_runs_is_20043_and_changes_nothing() {
+    let mut srv = TestServer::start();
+    let app = srv.app("A_C43");
+    let order_no = srv.pay(&app, "B_C43")["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    {
+        let c = rusqlite::Connection::open(&srv.db).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let inserted = c
+            .execute(
+                "INSERT INTO close_intent (order_id, close_type, actor, client_ip, created_at)
+                 SELECT id, 'close', 'api', NULL, ?2 FROM pay_order WHERE order_no = ?1",
+                rusqlite::params![order_no, now_ms()],
+            )
+            .unwrap();
+        assert_eq!(inserted, 1);
+    }
+    let before = srv.order(&app, "B_C43");
+    for use_cancel in [false, true] {
+        let reply = srv.close(
+            &app,
+            json!({"bizOrderNo": "B_C43", "useCancel": use_cancel}),
+        );
+        reply.expect(20043, "支付订单已在关闭中，请勿重复发起");
+        assert_eq!(reply.msg(), "支付订单已在关闭中，请勿重复发起");
+    }
+    assert_eq!(srv.order(&app, "B_C43"), before);
+    assert_eq!(srv.close_records(&order_no), 0);
+    assert_eq!(srv.notify_events(&order_no), 0);
+    let trade = srv.count(
+        "SELECT count(*) FROM sandbox_trade WHERE order_no = ?1 AND state = 'open'",
+        &order_no,
+    );
+    assert_eq!(trade, 1, "the sandbox trade is still open");
+    assert_eq!(
+        srv.count(
+            "SELECT count(*) FROM close_intent i JOIN pay_order o ON o.id = i.order_id
+             WHERE o.order_no = ?1",
+            &order_no
+        ),
+        1,
+        "the running close's intent is left alone"
+    );
+
+    // After a restart, recovery finds the trade still open: the close never happened, its
+    // intent is removed with a record saying so, and a new close goes through.
+    // (Recovery runs right after the first line is printed, before requests are served.)
+    srv.restart();
+    wait_for("recovery to remove the intent", || {
+        let left = srv.count(
+            "SELECT count(*) FROM close_intent i JOIN pay_order o ON o.id = i.order_id
+             WHERE o.order_no = ?1",
+            &order_no,
+        );
+        (left == 0).then_some(())
+    });
+    assert_eq!(srv.close_records(&order_no), 1);
+    assert_eq!(srv.status(&app, "B_C43"), "progress");
+    srv.close(&app, json!({"bizOrderNo": "B_C43"}))
+        .expect(0, "success");
+    assert_eq!(srv.status(&app, "B_C43"), "close");
+}
