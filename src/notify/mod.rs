@@ -312,6 +312,11 @@ mod tests {
     #[test]
     fn the_default_schedule_is_daxpays_sixteen_attempts() {
         let cfg = NotifyConfig::default();
+        let secs = [
+            15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+        ];
+        let want: Vec<Duration> = secs.iter().map(|s| Duration::from_secs(*s)).collect();
+        assert_eq!(cfg.schedule, want, "spec §9: 15s, 15s, 30s, 3m, … 6h, 6h");
         assert_eq!(cfg.schedule.len() + 1, 16);
         let total: u64 = DEFAULT_SCHEDULE.iter().sum();
         assert!((86_000..=90_000).contains(&total), "about 24 h: {total}");
