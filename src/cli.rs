@@ -133,7 +133,15 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         log::warn!("settled {settled} close(s) interrupted by the last shutdown");
     }
     expiry::start(gateway.clone(), cfg.sweep_interval)?;
-    let handle = http::serve(listener, Limits::DEFAULT, Arc::new(Router { gw: gateway }))?;
+    // Every connection holds a file descriptor: the bound leaves room for the rest.
+    let (limits, soft) = Limits::DEFAULT.within_open_files();
+    log::debug!(
+        "max connections {} (soft open-file limit {}, {} descriptors kept for the database and sockets)",
+        limits.max_connections,
+        soft.map_or("unlimited or unknown".to_string(), |n| n.to_string()),
+        http::FD_RESERVE
+    );
+    let handle = http::serve(listener, limits, Arc::new(Router { gw: gateway }))?;
     handle.join();
     Ok(())
 }

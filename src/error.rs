@@ -34,6 +34,9 @@ pub enum Error {
     AmountLimit,
     /// 20080: the channel refused or failed the close.
     CloseFailed(String),
+    /// 10500: the request was not handled (it did not arrive in time, the server is full);
+    /// the text says why. Nothing was done: send it again.
+    Unavailable(&'static str),
     /// 10500: anything else; the cause is logged, never sent.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -46,7 +49,7 @@ impl Error {
         match self {
             Error::NoSuchPath => 10404,
             Error::MethodNotAllowed => 10405,
-            Error::Internal(_) => 10500,
+            Error::Unavailable(_) | Error::Internal(_) => 10500,
             Error::JsonParse(_) => 10505,
             Error::Validation(_) => 10506,
             Error::NoSuchChannel => 20011,
@@ -66,6 +69,7 @@ impl Error {
         match self {
             Error::NoSuchPath => "页面或资源不存在".into(),
             Error::MethodNotAllowed => "不支持的请求方法".into(),
+            Error::Unavailable(why) => (*why).into(),
             Error::Internal(_) => "系统错误".into(),
             Error::JsonParse(detail) => format!("JSON parse error: {detail}"),
             Error::Validation(detail) => format!("验证参数错误\n{detail}"),

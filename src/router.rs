@@ -19,6 +19,11 @@ thread_local! {
     static TRACE_ID: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
+/// The reply text when a request was not received within the request timeout (HTTP 408).
+pub const MSG_REQUEST_TIMEOUT: &str = "请求超时，未在时限内收到完整请求，请重新发送";
+/// The reply text when the server is at its connection limit (HTTP 503).
+pub const MSG_OVERLOADED: &str = "系统繁忙，请稍后重试";
+
 /// The application as the HTTP server sees it.
 pub struct Router {
     pub gw: Arc<Gateway>,
@@ -103,8 +108,12 @@ impl Handler for Router {
             ReadError::BodyTooLarge => Error::Validation("请求体过大".into()),
             ReadError::HeadersTooLarge => Error::Validation("请求头过大".into()),
             ReadError::Malformed => Error::JsonParse("malformed HTTP request".into()),
+            ReadError::Timeout => Error::Unavailable(MSG_REQUEST_TIMEOUT),
         };
-        let answer = api::error_reply(&self.gw, error, &trace_id);
+        let mut answer = api::error_reply(&self.gw, error, &trace_id);
+        if err == ReadError::Timeout {
+            answer.response.status = 408;
+        }
         log::info!(
             "{} {} {} code={} rejected={:?} trace={}",
             req.map_or("-", |r| r.method.as_str()),
@@ -114,6 +123,16 @@ impl Handler for Router {
             err,
             trace_id
         );
+        answer.response
+    }
+
+    /// The unsigned 10500 envelope for a connection over the limit (HTTP 503), built on the
+    /// accept thread: no store access, only a trace id and the time.
+    fn on_overload(&self) -> Response {
+        let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
+        let mut answer = api::error_reply(&self.gw, Error::Unavailable(MSG_OVERLOADED), &trace_id);
+        answer.response.status = 503;
+        log::debug!("- - 503 code={} overloaded trace={}", answer.code, trace_id);
         answer.response
     }
 

@@ -93,15 +93,23 @@ pub fn signed(
             return respond(gw, Err(e), app.as_ref(), now, trace_id);
         }
     };
+    // The request-time window comes last. A retry of a request whose nonceStr is remembered
+    // gets its first reply even outside the window (`nonce::once` checks the window only for a
+    // nonce it has not seen); any other request outside it is refused.
+    let window = check_window(&call, now);
     let run = || respond(gw, handler(gw, &call), Some(&call.app), now, trace_id);
     // A request with a nonceStr is acted on at most once; its reply is remembered (`nonce`).
     match call.params.non_empty("nonceStr") {
-        Some(n) => nonce::once(gw, &req.path, &call, n, trace_id, run),
-        None => run(),
+        Some(n) => nonce::once(gw, &req.path, &call, n, trace_id, window, run),
+        None => match window {
+            Ok(()) => run(),
+            Err(e) => respond(gw, Err(e), Some(&call.app), now, trace_id),
+        },
     }
 }
 
-/// Fields → merchant and app → signature → request-time window (spec §2, in that order).
+/// Fields → merchant and app → signature (spec §2, in that order); the request-time window,
+/// the last check, is `check_window`.
 fn check(
     gw: &Gateway,
     req: &Request,
@@ -138,6 +146,12 @@ fn check(
             return Err(Error::BadSign);
         }
     }
+    Ok(Call { params, app, now })
+}
+
+/// The request-time window of the call's app (spec §2), at `now`.
+fn check_window(call: &Call, now: i64) -> Result<(), Error> {
+    let (app, params) = (&call.app, &call.params);
     if app.req_timeout_secs > 0 {
         let req_time = params
             .time_ms("reqTime")
@@ -152,7 +166,7 @@ fn check(
             ));
         }
     }
-    Ok(Call { params, app, now })
+    Ok(())
 }
 
 /// Wraps a result in the envelope, signed with `app`'s secret when it is known.

@@ -1,15 +1,19 @@
 //! Idempotent retries with `nonceStr`.
 //!
-//! A signed request that passed the common checks and carries a non-empty `nonceStr` is acted on
-//! at most once per app and nonce within `TTL_MS`. The reply of the first request is stored (in
-//! `request_nonce`, before it is sent) with a fingerprint of its path and signed fields. A later
-//! request with the same nonce and the same fingerprint gets that reply again, byte for byte
-//! (same `traceId`, `resTime` and `sign`) and nothing is done; one with another fingerprint gets
-//! 10506 naming `nonceStr` and nothing is done. Requests with the same key that arrive while the
-//! first is still being handled wait for it (`InFlight`), so two of them never both act.
+//! A signed request that passed the checks up to its signature and carries a non-empty
+//! `nonceStr` is acted on at most once per app and nonce within `TTL_MS`. The reply of the first
+//! request is stored (in `request_nonce`, before it is sent) with a fingerprint of its path and
+//! signed fields. A later request with the same nonce and the same fingerprint gets that reply
+//! again, byte for byte (same `traceId`, `resTime` and `sign`) and nothing is done, even when its
+//! `reqTime` has meanwhile left the app's request-time window (a retry is the same request, so
+//! it is as old as the first one); one with another fingerprint gets 10506 naming `nonceStr` and
+//! nothing is done. Only a nonce not seen before goes through the window check. Requests with
+//! the same key that arrive while the first is still being handled wait for it (`InFlight`), so
+//! two of them never both act.
 //!
 //! A 10500 reply is not remembered: the request did not complete, and a retry with the same
 //! nonce is handled anew (the state machine keeps a half-done change from happening twice).
+//! Nor is a refusal by the window: the request was never handled.
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex};
@@ -80,14 +84,16 @@ pub fn fingerprint(path: &str, pairs: &[(&str, &str)]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Answers a checked request that carries `nonce`: the remembered reply, a 10506 for a reused
-/// nonce, or `run`'s answer, remembered before it is returned.
+/// Answers a request with a verified signature that carries `nonce`: the remembered reply, a
+/// 10506 for a reused nonce, the refusal in `window` (the request-time check) for a new nonce
+/// outside it, or else `run`'s answer, remembered before it is returned.
 pub fn once(
     gw: &Gateway,
     path: &str,
     call: &Call,
     nonce: &str,
     trace_id: &str,
+    window: Result<(), Error>,
     run: impl FnOnce() -> Answer,
 ) -> Answer {
     let app_id = &call.app.app_id;
@@ -108,6 +114,10 @@ pub fn once(
         }
         Ok(Some(_)) => return fail(Error::Validation("nonceStr已被使用, 且请求参数不同".into())),
         Ok(None) => {}
+    }
+    // A new nonce: the request must be fresh. A stale one is refused and not remembered.
+    if let Err(e) = window {
+        return fail(e);
     }
     let answer = run();
     // 10500: the request did not complete, so it is not remembered (see the module doc).

@@ -91,6 +91,8 @@ pub enum ReadError {
     HeadersTooLarge,
     /// Not HTTP/1.x, a bad request line, a bad header, a bad Content-Length, a bad chunk.
     Malformed,
+    /// The request started but was not received within `Limits::request_timeout`.
+    Timeout,
 }
 
 /// What a server needs from the application.
@@ -101,6 +103,11 @@ pub trait Handler: Send + Sync + 'static {
     fn on_read_error(&self, err: ReadError, req: Option<&Request>) -> Response;
     /// Answers a request whose handler panicked.
     fn on_panic(&self, req: &Request) -> Response;
+    /// The reply to a connection over `Limits::max_connections`, sent by the accept thread
+    /// before the connection is closed (nothing of the request is read). It must be quick.
+    fn on_overload(&self) -> Response {
+        Response::text(503, "Server is overloaded")
+    }
 }
 
 /// The bounds every connection lives within.
@@ -116,7 +123,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Longest a kept-alive connection may sit idle between requests.
     pub idle_timeout: Duration,
-    /// Longest a response write may block.
+    /// Longest time to write one response, all of it, however slowly the client reads (zero:
+    /// no limit).
     pub write_timeout: Duration,
     /// Most connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
@@ -132,4 +140,78 @@ impl Limits {
         write_timeout: Duration::from_secs(10),
         max_connections: 1024,
     };
+
+    /// These limits with `max_connections` lowered, when needed, to fit the process's soft
+    /// open-file limit (`RLIMIT_NOFILE`, read from `/proc/self/limits`) minus `FD_RESERVE`:
+    /// every connection holds a file descriptor, and running out of them would make `accept`
+    /// fail (EMFILE) before an over-limit connection could be answered 503. Also returns the
+    /// soft limit that was read (`None`: unlimited or unknown).
+    pub fn within_open_files(self) -> (Limits, Option<u64>) {
+        let soft = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|text| soft_open_files(&text));
+        (self.within(soft), soft)
+    }
+
+    /// These limits with `max_connections` fitted to a soft open-file limit of `soft`.
+    pub fn within(mut self, soft: Option<u64>) -> Limits {
+        if let Some(soft) = soft {
+            let bound = soft.saturating_sub(FD_RESERVE).max(MIN_CONNECTIONS as u64);
+            self.max_connections = self
+                .max_connections
+                .min(usize::try_from(bound).unwrap_or(usize::MAX));
+        }
+        self
+    }
+}
+
+/// File descriptors kept free of connections: SQLite's files (the writer's and the read
+/// connections'), notification and channel sockets, the listener, standard streams.
+pub const FD_RESERVE: u64 = 64;
+
+/// The fewest connections the open-file bound ever leaves, however low the limit.
+pub const MIN_CONNECTIONS: usize = 8;
+
+/// The soft limit of the `Max open files` line of a `/proc/PID/limits` text; `None` when the
+/// line is missing or the limit is `unlimited`.
+pub fn soft_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    soft.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROC_LIMITS: &str = "\
+Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max open files            1024                 524288               files     
+Max locked memory         8388608              8388608              bytes     
+";
+
+    #[test]
+    fn the_soft_open_file_limit_bounds_max_connections() {
+        assert_eq!(soft_open_files(PROC_LIMITS), Some(1024));
+        assert_eq!(
+            soft_open_files(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
+        assert_eq!(soft_open_files("Max processes 10 10 processes"), None);
+        let d = Limits::DEFAULT;
+        assert_eq!(d.clone().within(Some(1024)).max_connections, 1024 - 64);
+        assert_eq!(d.clone().within(Some(128)).max_connections, 64);
+        assert_eq!(d.clone().within(Some(1_048_576)).max_connections, 1024);
+        assert_eq!(d.clone().within(Some(10)).max_connections, MIN_CONNECTIONS);
+        assert_eq!(d.clone().within(None).max_connections, 1024);
+        // This process's own limit is read (Linux).
+        let (_, soft) = d.within_open_files();
+        if std::path::Path::new("/proc/self/limits").exists() {
+            let text = std::fs::read_to_string("/proc/self/limits").unwrap();
+            assert_eq!(soft, soft_open_files(&text));
+        }
+    }
 }

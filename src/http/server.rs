@@ -4,8 +4,10 @@
 //! own, so a kept-alive or stalled client can never keep another one waiting. A connection
 //! thread reads requests through a reused buffer under hard limits (header bytes and lines,
 //! body bytes, a deadline per request, an idle deadline between requests), answers each one
-//! through the `Handler` with panics caught, and writes every response in a single write.
-//! Past `Limits::max_connections` the accept thread answers a short 503 and closes the socket.
+//! through the `Handler` with panics caught, and writes every response before a deadline
+//! (`Limits::write_timeout` for the whole response, however slowly the client reads).
+//! Past `Limits::max_connections` the accept thread answers `Handler::on_overload` (a 503) and
+//! closes the socket.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -36,11 +38,10 @@ const MIN_READ_TIMEOUT: Duration = Duration::from_millis(1);
 /// Largest response buffer kept for reuse between responses on one connection.
 const MAX_KEPT_OUT: usize = 64 * 1024;
 
-const REPLY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\n\
-Server is overloaded";
-const REPLY_408: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// Shortest socket write timeout ever set (a zero timeout would mean "block forever").
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_millis(1);
+/// Longest pause of the accept loop after a failed `accept` (out of file descriptors, …).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 const REPLY_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A running server: its address, and its accept thread to wait on.
@@ -91,9 +92,16 @@ impl Drop for Slot {
     }
 }
 
+/// How long the accept loop pauses after `failures` failed accepts in a row: 20 ms, doubling,
+/// at most `MAX_ACCEPT_BACKOFF`.
+fn accept_backoff(failures: u32) -> Duration {
+    Duration::from_millis(10u64 << failures.min(7)).min(MAX_ACCEPT_BACKOFF)
+}
+
 fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Handler>) {
     let active = Arc::new(AtomicUsize::new(0));
     let mut failures: u32 = 0;
+    let mut reject_buf = Vec::new();
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(pair) => {
@@ -108,12 +116,13 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
                         log::debug!("accept: {e}");
                     }
                     _ => {
-                        // Out of file descriptors and the like: back off (10 ms doubling up to
-                        // 1 s) instead of spinning, and keep going.
+                        // Out of file descriptors (EMFILE, ENFILE) and the like: the pending
+                        // connection stays queued, so retrying at once would spin. Back off
+                        // and keep going.
                         failures = failures.saturating_add(1);
-                        let backoff = Duration::from_millis(10u64 << failures.min(7));
+                        let backoff = accept_backoff(failures);
                         log::warn!("accept failed: {e}; retrying in {backoff:?}");
-                        thread::sleep(backoff.min(Duration::from_secs(1)));
+                        thread::sleep(backoff);
                     }
                 }
                 continue;
@@ -122,7 +131,7 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
         if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
             active.fetch_sub(1, Ordering::AcqRel);
             log::debug!("too many connections; answering 503 to {peer}");
-            reject(stream);
+            reject(stream, &*handler, &mut reject_buf);
             continue;
         }
         let slot = Slot(Arc::clone(&active));
@@ -142,12 +151,21 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
     }
 }
 
-/// Answers an over-limit connection with a 503 without ever blocking the accept loop for long.
-fn reject(stream: TcpStream) {
+/// Answers an over-limit connection with the handler's 503 without ever blocking the accept
+/// loop for long.
+fn reject(stream: TcpStream, handler: &dyn Handler, out: &mut Vec<u8>) {
+    let resp = match catch_unwind(AssertUnwindSafe(|| handler.on_overload())) {
+        Ok(resp) => resp,
+        Err(_) => {
+            log::error!("on_overload panicked");
+            Response::text(503, reason_phrase(503))
+        }
+    };
+    encode_response(out, &resp, false, false);
     let _ = stream.set_nodelay(true);
     match stream.set_write_timeout(Some(REJECT_WRITE_TIMEOUT)) {
         Ok(()) => {
-            if let Err(e) = (&stream).write_all(REPLY_503) {
+            if let Err(e) = (&stream).write_all(out) {
                 log::debug!("writing a 503: {e}");
             }
         }
@@ -191,8 +209,8 @@ enum Next {
     Request(Request, bool),
     /// An unreadable request, with what was read of it.
     Fail(ReadError, Option<Request>),
-    /// The request started but did not arrive in time.
-    Timeout,
+    /// The request started but did not arrive in time, with what was read of it.
+    Timeout(Option<Request>),
     /// Nothing more will come (closed, idle, or a socket error): close silently.
     Close,
 }
@@ -217,6 +235,8 @@ struct Conn<'a> {
     max_buf: usize,
     /// The read timeout currently set on the socket.
     timeout: Option<Duration>,
+    /// The write timeout currently set on the socket.
+    write_timeout: Option<Duration>,
     out: Vec<u8>,
 }
 
@@ -239,6 +259,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, limits: &Limits, handle
         end: 0,
         max_buf,
         timeout: None,
+        write_timeout,
         out: Vec::with_capacity(1024),
     };
     // The first request must start within the request timeout; later ones within the idle one.
@@ -266,9 +287,10 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, limits: &Limits, handle
                 }
                 return;
             }
-            Next::Timeout => {
+            Next::Timeout(req) => {
                 log::debug!("{peer}: request not received within the request timeout");
-                if conn.write_raw(REPLY_408) {
+                let resp = call_on_read_error(handler, ReadError::Timeout, req.as_ref());
+                if conn.write_response(&resp, false, false) {
                     conn.linger_close();
                 }
                 return;
@@ -306,6 +328,7 @@ fn call_on_read_error(handler: &dyn Handler, err: ReadError, req: Option<&Reques
                 ReadError::BodyTooLarge => 413,
                 ReadError::HeadersTooLarge => 431,
                 ReadError::Malformed => 400,
+                ReadError::Timeout => 408,
             };
             Response::text(status, reason_phrase(status))
         }
@@ -342,7 +365,7 @@ impl Conn<'_> {
                 let Unread { fail, req } = *unread;
                 match fail {
                     Fail::Read(err) => Next::Fail(err, req),
-                    Fail::Timeout => Next::Timeout,
+                    Fail::Timeout => Next::Timeout(req),
                     Fail::Eof => Next::Close,
                     Fail::Io(e) => {
                         log::debug!("{}: read: {e}", self.peer);
@@ -624,7 +647,21 @@ impl Conn<'_> {
     }
 
     fn send_continue(&mut self) -> Result<(), Fail> {
-        self.stream.write_all(REPLY_100).map_err(Fail::Io)
+        let deadline = self.write_deadline();
+        write_deadline(
+            &mut self.stream,
+            &mut self.write_timeout,
+            REPLY_100,
+            deadline,
+        )
+        .map_err(Fail::Io)
+    }
+
+    /// When a write that starts now must be done; `None`: no limit.
+    fn write_deadline(&self) -> Option<Instant> {
+        Some(self.limits.write_timeout)
+            .filter(|d| !d.is_zero())
+            .map(|d| Instant::now() + d)
     }
 
     /// Writes one response; false when the connection is unusable.
@@ -638,9 +675,10 @@ impl Conn<'_> {
         ok
     }
 
-    /// Writes bytes; false when the connection is unusable.
+    /// Writes bytes, all before the write deadline; false when the connection is unusable.
     fn write_raw(&mut self, bytes: &[u8]) -> bool {
-        match self.stream.write_all(bytes) {
+        let deadline = self.write_deadline();
+        match write_deadline(&mut self.stream, &mut self.write_timeout, bytes, deadline) {
             Ok(()) => true,
             Err(e) => {
                 log::debug!("{}: write: {e}", self.peer);
@@ -705,6 +743,51 @@ fn read_deadline(
             },
         }
     }
+}
+
+/// Writes all of `bytes` before `deadline` (`None`: no deadline, the socket's own timeout per
+/// call applies), however slowly the peer reads: each `write` may block only for the time left.
+///
+/// Like `read_deadline`, the socket's write timeout is only changed when it is notably longer
+/// than the time left (or much shorter), so a response that goes out in one call costs no extra
+/// system call.
+fn write_deadline(
+    stream: &mut TcpStream,
+    current: &mut Option<Duration>,
+    mut bytes: &[u8],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "response not written within the write timeout",
+                ));
+            }
+            let want = left.max(MIN_WRITE_TIMEOUT);
+            let reset = match *current {
+                None => true,
+                Some(cur) => cur > want + want / 32 || cur < want / 2,
+            };
+            if reset {
+                stream.set_write_timeout(Some(want))?;
+                *current = Some(want);
+            }
+        }
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) => match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                // The loop checks the deadline; without one, the socket's timeout is final.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut if deadline.is_some() => {}
+                _ => return Err(e),
+            },
+        }
+    }
+    Ok(())
 }
 
 /// The `tchar` set of RFC 9110 (method and header name characters).
@@ -995,7 +1078,7 @@ fn encode_response(out: &mut Vec<u8>, resp: &Response, head_only: bool, keep_ali
 mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::Barrier;
 
     /// Echoes the request; `/panic` panics; read errors map to their usual status codes.
@@ -1007,6 +1090,11 @@ mod tests {
                 "/panic" => panic!("test handler panic (expected)"),
                 "/inject" => Response::text(200, "x").with_header("X-Inj", "a\r\nEvil: 1".into()),
                 "/close" => Response::text(200, "bye").with_header("Connection", "close".into()),
+                "/big" => Response {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: vec![b'x'; BIG_BODY],
+                },
                 _ => {
                     let body = format!(
                         "{} {} {} {}",
@@ -1025,6 +1113,7 @@ mod tests {
                 ReadError::BodyTooLarge => 413,
                 ReadError::HeadersTooLarge => 431,
                 ReadError::Malformed => 400,
+                ReadError::Timeout => 408,
             };
             let path = req.map_or("-", |r| r.path.as_str());
             Response::text(status, &format!("{err:?} {path}"))
@@ -1033,7 +1122,14 @@ mod tests {
         fn on_panic(&self, req: &Request) -> Response {
             Response::text(500, &format!("panic {}", req.path))
         }
+
+        fn on_overload(&self) -> Response {
+            Response::text(503, "overloaded")
+        }
     }
+
+    /// The size of `/big`: far more than the socket buffers on both sides hold.
+    const BIG_BODY: usize = 48 << 20;
 
     fn limits() -> Limits {
         Limits {
@@ -1462,7 +1558,71 @@ mod tests {
         }
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
-        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"));
+        // The 408 is the handler's answer to `ReadError::Timeout`, with what was read.
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || (got.starts_with("HTTP/1.1 408") && got.ends_with("Timeout /slow")),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_slow_reader_cannot_hold_its_thread_past_the_write_deadline() {
+        // One connection at a time: the second client is served only once the first one's
+        // thread has let go of its place.
+        let addr = start(Limits {
+            write_timeout: Duration::from_secs(1),
+            max_connections: 1,
+            ..limits()
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
+        let mut slow = Client::connect(addr);
+        slow.send(b"GET /big HTTP/1.1\r\n\r\n");
+        let reader = {
+            let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+            thread::spawn(move || {
+                // 64 KiB every 50 ms: every single write of the server makes progress well
+                // within a second, but the whole response would take about 40 s.
+                let mut chunk = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::SeqCst) {
+                    match slow.reader.get_mut().read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => received.fetch_add(n, Ordering::SeqCst),
+                    };
+                    thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let started = Instant::now();
+        loop {
+            let mut c = Client::connect(addr);
+            c.send(b"GET /next HTTP/1.1\r\n\r\n");
+            if c.reply_to(false).is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(6),
+                "the slow reader still holds its connection ({} bytes read)",
+                received.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            received.load(Ordering::SeqCst) < BIG_BODY,
+            "the reader was not slow"
+        );
+        stop.store(true, Ordering::SeqCst);
+        reader.join().expect("reader thread");
+    }
+
+    #[test]
+    fn accept_failures_back_off_up_to_a_second() {
+        assert_eq!(accept_backoff(1), Duration::from_millis(20));
+        assert_eq!(accept_backoff(2), Duration::from_millis(40));
+        assert_eq!(accept_backoff(6), Duration::from_millis(640));
+        assert_eq!(accept_backoff(7), MAX_ACCEPT_BACKOFF);
+        assert_eq!(accept_backoff(u32::MAX), MAX_ACCEPT_BACKOFF);
     }
 
     #[test]
@@ -1498,6 +1658,7 @@ mod tests {
         let mut c = Client::connect(addr);
         let r = c.reply();
         assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "overloaded", "the handler's overload reply");
         assert_eq!(r.header("connection"), Some("close"));
         c.assert_closed();
 

@@ -67,9 +67,19 @@ impl Victim {
     /// and no order was added.
     #[track_caller]
     fn unchanged(&self) {
-        assert_eq!(self.srv.order(&self.app, VICTIM), self.before);
-        assert_eq!(self.srv.close_records(&self.order_no), 0);
-        assert_eq!(self.srv.notify_events(&self.order_no), 0);
+        self.unchanged_after("the requests");
+    }
+
+    /// `unchanged`, failing with `label` (what was just sent) in the message.
+    #[track_caller]
+    fn unchanged_after(&self, label: &str) {
+        assert_eq!(
+            self.srv.order(&self.app, VICTIM),
+            self.before,
+            "after {label}"
+        );
+        assert_eq!(self.srv.close_records(&self.order_no), 0, "after {label}");
+        assert_eq!(self.srv.notify_events(&self.order_no), 0, "after {label}");
         let db = self.srv.db_read();
         let trade: String = db
             .query_row(
@@ -78,11 +88,11 @@ impl Victim {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(trade, "open");
+        assert_eq!(trade, "open", "after {label}");
         let orders: i64 = db
             .query_row("SELECT count(*) FROM pay_order", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(orders, 1, "a bad request created an order");
+        assert_eq!(orders, 1, "after {label}: a bad request created an order");
     }
 }
 
@@ -537,6 +547,9 @@ fn malformed_bodies_get_json_errors_and_change_nothing() {
     let mut failures = Vec::new();
     for (label, path, body, want) in &corpus {
         let reply = srv.post_raw(path, body);
+        // After every body: the server is up and the victim untouched.
+        assert_eq!(srv.get("/").status, 200, "the server is down after {label}");
+        v.unchanged_after(label);
         let got = reply.json.as_ref().and_then(|j| j["code"].as_i64());
         let json_reply = reply.status == 200
             && reply
@@ -737,6 +750,105 @@ fn concurrent_requests_with_one_nonce_act_once() {
     assert_eq!(srv.status(&app, "B_C"), "cancel");
 }
 
+/// A retry of a remembered request is the same request: it gets its first reply even after its
+/// `reqTime` has left the app's request-time window; a new nonce with that `reqTime` is stale.
+#[test]
+fn a_remembered_nonce_is_replayed_even_past_the_request_time_window() {
+    const EXPIRED: &str = "请求已过期，请重新发送！";
+    let srv = TestServer::start();
+    let app = srv.create_app(
+        "M_NWIN",
+        "A_NWIN",
+        &["--req-timeout", "5", "--secret", "nwin"],
+    );
+    srv.pay(&app, "B_NW1");
+    srv.pay(&app, "B_NW2");
+    let close = "/unipay/close";
+    let req_time = time_text(-3, UtcOffset::CST);
+    let body = app.signed(
+        close,
+        json!({"bizOrderNo": "B_NW1", "nonceStr": "late-1", "reqTime": req_time}),
+    );
+    let first = srv.post_map(close, &body);
+    first.expect(0, "success").signed_by(&app);
+    // Wait until that reqTime is out of the 5 s window (a query without a nonce tells).
+    let query = "/unipay/query/payOrder";
+    let stale = wait_for("the reqTime to leave the window", || {
+        let probe = app.signed(query, json!({"bizOrderNo": "B_NW2", "reqTime": req_time}));
+        let r = srv.post_map(query, &probe);
+        (r.code() == 10506).then_some(r)
+    });
+    stale.expect(10506, EXPIRED);
+    assert_eq!(
+        srv.post_map(close, &body).body,
+        first.body,
+        "the first reply again"
+    );
+    // A new nonce with the stale reqTime is refused as stale, and that refusal is not
+    // remembered: the order is untouched.
+    let fresh_nonce = app.signed(
+        close,
+        json!({"bizOrderNo": "B_NW2", "nonceStr": "late-2", "reqTime": req_time}),
+    );
+    srv.post_map(close, &fresh_nonce).expect(10506, EXPIRED);
+    assert_eq!(srv.status(&app, "B_NW2"), "progress");
+    assert_eq!(
+        srv.count(
+            "SELECT count(*) FROM request_nonce WHERE nonce = ?1",
+            "late-2"
+        ),
+        0
+    );
+    // A remembered nonce with other parameters is still misuse, not staleness.
+    let other = app.signed(
+        close,
+        json!({"bizOrderNo": "B_NW2", "nonceStr": "late-1", "reqTime": req_time}),
+    );
+    srv.post_map(close, &other).expect(10506, "nonceStr");
+    assert_eq!(srv.status(&app, "B_NW1"), "close");
+    assert_eq!(srv.status(&app, "B_NW2"), "progress");
+}
+
+/// The running server's sweeper drops remembered replies older than a day.
+#[test]
+fn the_sweeper_prunes_old_nonces() {
+    use unipay::api::nonce::TTL_MS;
+    let srv = TestServer::start_with(&["--sweep-interval", "1s"]);
+    let app = srv.create_app("M_NPR", "A_NPR", &["--secret", "npr"]);
+    srv.pre_pay(&app, "B_NPR");
+    srv.post_signed(
+        &app,
+        "/unipay/close",
+        json!({"bizOrderNo": "B_NPR", "nonceStr": "keep"}),
+    )
+    .expect(0, "success");
+    {
+        let db = rusqlite::Connection::open(&srv.db).unwrap();
+        db.busy_timeout(Duration::from_secs(5)).unwrap();
+        db.execute(
+            "INSERT INTO request_nonce (app_id, nonce, fingerprint, code, trace_id, reply, created_at)
+             VALUES ('A_NPR', 'ancient', x'00', 0, 'T', x'7b7d', ?1)",
+            [now_ms() - TTL_MS - 60_000],
+        )
+        .unwrap();
+    }
+    wait_for("the old nonce to be pruned", || {
+        (srv.count(
+            "SELECT count(*) FROM request_nonce WHERE nonce = ?1",
+            "ancient",
+        ) == 0)
+            .then_some(())
+    });
+    assert_eq!(
+        srv.count(
+            "SELECT count(*) FROM request_nonce WHERE nonce = ?1",
+            "keep"
+        ),
+        1,
+        "a recent nonce stays"
+    );
+}
+
 /// Remembered replies older than a day are ignored and pruned (the store API the sweeper uses).
 #[test]
 fn old_nonces_are_ignored_and_pruned() {
@@ -793,6 +905,46 @@ fn proc_status(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// With a low soft open-file limit the connection bound shrinks to fit under it: connections
+/// past the bound get the 503 envelope at once instead of hanging in a failing `accept`, and
+/// the server serves normally once they are gone.
+#[test]
+fn connections_past_the_open_file_limit_get_503_and_the_server_recovers() {
+    // 128 descriptors: the bound is 128 - 64 = 64 connections.
+    let srv = TestServer::start_with_open_files(128);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", srv.pid().unwrap())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("128")),
+        "the server runs under the low limit: {limits}"
+    );
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        held.push(TcpStream::connect(&srv.addr).unwrap());
+    }
+    // The last ones are past both the bound and the descriptors the process has: each must be
+    // answered (not left waiting on a full descriptor table).
+    for s in held.iter_mut().rev().take(20) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        let json = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        let reply: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(reply["code"], 10500, "{text}");
+        assert_eq!(reply["traceId"].as_str().map(str::len), Some(12));
+    }
+    drop(held);
+    let app = srv.create_app("M_FD", "A_FD", &["--secret", "fd"]);
+    wait_for("the server to serve again", || {
+        try_http(&srv.addr, "GET", "/", b"").filter(|r| r.status == 200)
+    });
+    srv.pay(&app, "B_FD");
+    assert_eq!(srv.status(&app, "B_FD"), "progress");
 }
 
 #[test]

@@ -93,6 +93,8 @@ pub struct TestServer {
     /// Extra environment variables of every process started (e.g. `RUST_LOG`).
     envs: Vec<(String, String)>,
     proc: Option<Proc>,
+    /// The soft open-file limit (`ulimit -Sn`) the server runs under, when set.
+    open_files: Option<u64>,
     /// The zone the server reads request times in (`--tz-offset`); requests are dated in it.
     pub offset: UtcOffset,
     /// Every stdout line of every process started, in order.
@@ -131,9 +133,20 @@ impl TestServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             proc: None,
+            open_files: None,
             stdout: Arc::new(Mutex::new(Vec::new())),
             starts: 0,
         };
+        s.spawn();
+        s
+    }
+
+    /// Starts a server whose soft open-file limit is `n` (set by the shell's `ulimit -Sn`,
+    /// which then `exec`s the server, so the process is the server itself).
+    pub fn start_with_open_files(n: u64) -> TestServer {
+        let mut s = TestServer::start();
+        s.kill9();
+        s.open_files = Some(n);
         s.spawn();
         s
     }
@@ -165,7 +178,17 @@ impl TestServer {
             "127.0.0.1:0".into(),
         ];
         args.extend(self.extra.iter().cloned());
-        let mut child = Command::new(bin())
+        let mut cmd = match self.open_files {
+            None => Command::new(bin()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(bin());
+                c
+            }
+        };
+        let mut child = cmd
             .args(&args)
             .env_remove("UNIPAY_DB")
             .env_remove("UNIPAY_LISTEN")

@@ -205,6 +205,8 @@ enum Change {
     Remove(&'static str, bool),
     /// `useCancel` set to this.
     Cancel(bool),
+    /// A field no request has, added (DaxPay's parameter classes drop it: it is not signed).
+    Unknown(String, String),
 }
 
 const STRING_FIELDS: &[&str] = &[
@@ -240,6 +242,9 @@ fn change() -> impl Strategy<Value = Change> {
         )
             .prop_map(|(f, null)| Change::Remove(f, null)),
         any::<bool>().prop_map(Change::Cancel),
+        time().prop_map(|t| Change::Set("reqTime", t)),
+        ip().prop_map(|a| Change::Set("clientIp", a)),
+        ("zz[a-zA-Z]{0,8}", text(20)).prop_map(|(k, v)| Change::Unknown(k, v)),
     ]
 }
 
@@ -303,6 +308,10 @@ fn apply(map: &Map<String, Value>, change: &Change) -> Option<(Map<String, Value
             m.insert("useCancel".into(), (*b).into());
             was == *b
         }
+        Change::Unknown(k, v) => {
+            m.insert(k.clone(), v.clone().into());
+            true
+        }
     };
     // Length limits count characters before any deletion: a change may make the body invalid.
     let raw = serde_json::to_vec(&m).unwrap();
@@ -310,8 +319,119 @@ fn apply(map: &Map<String, Value>, change: &Change) -> Option<(Map<String, Value
     Some((m, same))
 }
 
+/// A field of the pay request, changed one of several ways.
+#[derive(Debug, Clone)]
+enum PayChange {
+    /// The amount written another way: more or fewer trailing zeros, a number or a string.
+    Reformat(usize, bool),
+    /// Another amount.
+    Amount(i64),
+    /// A new value for a string field.
+    Set(&'static str, String),
+    /// A field no request has, added.
+    Unknown(String, String),
+}
+
+fn pay_change() -> impl Strategy<Value = PayChange> {
+    prop_oneof![
+        (0usize..4, any::<bool>()).prop_map(|(z, t)| PayChange::Reformat(z, t)),
+        (1i64..10_000_000_000).prop_map(PayChange::Amount),
+        (
+            prop::sample::select(vec!["title", "description", "extraParam", "bizOrderNo"]),
+            text(60)
+        )
+            .prop_map(|(f, v)| PayChange::Set(f, v)),
+        ("zz[a-zA-Z]{0,8}", text(20)).prop_map(|(k, v)| PayChange::Unknown(k, v)),
+    ]
+}
+
+/// The cents of a pay body's amount (two decimals at most, as `pay_body` writes it).
+fn cents_of(map: &Map<String, Value>) -> i64 {
+    let text = match &map["amount"] {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let frac: String = frac.chars().chain("00".chars()).take(2).collect();
+    whole.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
+}
+
+/// An amount of `cents` with `zeros` extra trailing zeros, as a JSON string or number.
+fn amount_value(cents: i64, zeros: usize, as_text: bool) -> Value {
+    let amount = format!("{}.{:02}{}", cents / 100, cents % 100, "0".repeat(zeros));
+    match as_text {
+        true => Value::from(amount),
+        false => serde_json::from_str(&amount).unwrap(),
+    }
+}
+
+/// Applies a pay change: the changed body and whether the signature must still verify, or
+/// `None` if the changed body is not a valid pay request.
+fn apply_pay(map: &Map<String, Value>, change: &PayChange) -> Option<(Map<String, Value>, bool)> {
+    let mut m = map.clone();
+    let same = match change {
+        PayChange::Reformat(zeros, as_text) => {
+            m.insert(
+                "amount".into(),
+                amount_value(cents_of(map), *zeros, *as_text),
+            );
+            true
+        }
+        PayChange::Amount(cents) => {
+            m.insert("amount".into(), amount_value(*cents, 0, true));
+            *cents == cents_of(map)
+        }
+        PayChange::Set(k, v) => {
+            let same = match map.get(*k).and_then(Value::as_str) {
+                Some(o) => canon(o) == canon(v),
+                None => false,
+            };
+            m.insert((*k).into(), v.clone().into());
+            same
+        }
+        PayChange::Unknown(k, v) => {
+            m.insert(k.clone(), v.clone().into());
+            true
+        }
+    };
+    let raw = serde_json::to_vec(&m).unwrap();
+    Params::parse(&raw, &[wire::COMMON, wire::PAY], UtcOffset::CST).ok()?;
+    Some((m, same))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_changed_pay_field_breaks_the_signature_unless_daxpay_cannot_tell(
+        body in pay_body(),
+        change in pay_change(),
+        st in sign_type(),
+        secret in "[a-zA-Z0-9]{1,32}",
+    ) {
+        let sig = sign_map(&body, wire::PAY, st, &secret);
+        let Some((changed, same)) = apply_pay(&body, &change) else {
+            return Ok(());
+        };
+        let ok = verifies(&changed, wire::PAY, st, &secret, &sig);
+        prop_assert_eq!(ok, same, "{:?}\nbefore {:?}\nafter  {:?}", change, body, changed);
+    }
+
+    #[test]
+    fn one_point_one_and_one_point_ten_are_the_same_amount(st in sign_type()) {
+        let mut a = Map::new();
+        for (k, v) in [("mchNo", "M"), ("appId", "A"), ("reqTime", "2026-12-03 10:00:00"),
+            ("bizOrderNo", "B"), ("title", "t"), ("channel", "sandbox"), ("method", "wap")] {
+            a.insert(k.into(), v.into());
+        }
+        let mut b = a.clone();
+        a.insert("amount".into(), "1.10".into());
+        b.insert("amount".into(), serde_json::from_str::<Value>("1.1").unwrap());
+        let sig = sign_map(&a, wire::PAY, st, "k");
+        prop_assert!(verifies(&b, wire::PAY, st, "k", &sig));
+        b.insert("amount".into(), "1.01".into());
+        prop_assert!(!verifies(&b, wire::PAY, st, "k", &sig));
+    }
 
     #[test]
     fn close_requests_sign_and_verify_round_trip(
