@@ -90,6 +90,18 @@ pub fn verify(sign_type: SignType, fields: &[(&str, &str)], secret: &str, given:
     constant_time_eq_ignore_ascii_case(expected.as_bytes(), given.as_bytes())
 }
 
+/// Compares two byte strings exactly, without an early exit on the first difference.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
 /// Compares two byte strings without an early exit; ASCII letters compare case-insensitively.
 pub fn constant_time_eq_ignore_ascii_case(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -149,6 +161,16 @@ pub fn strip_decimal(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_comparisons() {
+        assert!(constant_time_eq(b"abcDEF", b"abcDEF"));
+        assert!(!constant_time_eq(b"abcDEF", b"abcdef"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq_ignore_ascii_case(b"abcDEF", b"ABCdef"));
+        assert!(!constant_time_eq_ignore_ascii_case(b"abc", b"abd"));
+    }
 
     const V1: &str = "APPID=M8207639754663343&BIZORDERNO=SDK_1721807811589&CLIENTIP=127.0.0.1&MCHNO=M1723635576766&REQTIME=2025-04-10 17:02:14&USECANCEL=TRUE&KEY=123456";
 

@@ -22,7 +22,7 @@ use crate::api::Gateway;
 use crate::domain::{Actor, PayStatus};
 use crate::error::Error;
 use crate::http::{Request, Response};
-use crate::sign::constant_time_eq_ignore_ascii_case;
+use crate::sign::constant_time_eq;
 use crate::store::admin::{self as store_admin, OrderFilter};
 use crate::store::{self, CloseRequest};
 use crate::sys::{self, Random, UtcOffset};
@@ -168,7 +168,7 @@ fn authenticate(gw: &Gateway, req: &Request, now: i64) -> Result<Who, Response> 
 
 /// Whether `token` hashes to `stored_hash`, compared in constant time.
 fn token_matches(stored_hash: &str, token: &str) -> bool {
-    constant_time_eq_ignore_ascii_case(stored_hash.as_bytes(), hash_token(token).as_bytes())
+    constant_time_eq(stored_hash.as_bytes(), hash_token(token).as_bytes())
 }
 
 /// `POST /admin/login`: the token from the form starts a session.
@@ -216,7 +216,7 @@ fn authorized(gw: &Gateway, req: &Request, who: &Who, now: i64) -> Result<Respon
     };
     if let (true, Who::Session { csrf, .. }) = (post, who) {
         let given = form::get(&fields, "csrf").unwrap_or("");
-        if !constant_time_eq_ignore_ascii_case(given.as_bytes(), csrf.as_bytes()) {
+        if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
             log::warn!(
                 "admin {} without a valid CSRF token from {}",
                 req.path,

@@ -258,7 +258,19 @@ fn login_form_cookie_csrf_and_logout() {
     // A cookie-authenticated POST without the CSRF token (or with a wrong one) is refused and
     // changes nothing.
     let close = format!("/admin/orders/{order_no}/close");
-    for body in ["", "csrf=", "csrf=wrong", "token=x"] {
+    // The token is compared exactly: the right letters in another case are a wrong token.
+    let swapped: String = b
+        .csrf
+        .chars()
+        .map(|c| match c.is_ascii_lowercase() {
+            true => c.to_ascii_uppercase(),
+            false => c.to_ascii_lowercase(),
+        })
+        .collect();
+    assert_ne!(swapped, b.csrf);
+    let swapped = format!("csrf={swapped}");
+    let one_short = format!("csrf={}", &b.csrf[..b.csrf.len() - 1]);
+    for body in ["", "csrf=", "csrf=wrong", "token=x", &swapped, &one_short] {
         let r = b.post(&srv, &close, body);
         assert_eq!(r.status, 403, "{body}: {}", r.body);
     }

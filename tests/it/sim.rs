@@ -82,8 +82,9 @@ impl Random for SimRandom {
 
 // ---- the channel with faults -------------------------------------------------------------
 
-/// The payload of a simulated crash (a panic that unwinds out of the request).
-struct SimCrash;
+/// The payload of a simulated crash (a panic that unwinds out of the request), with where it
+/// struck.
+struct SimCrash(&'static str);
 
 /// Fault rates in percent, and what the channel should do next.
 struct Faults {
@@ -125,9 +126,9 @@ impl Channel for FaultyChannel {
     }
 
     fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {
-        let (pay_first, timeout_before, timeout_after, crash_after) = {
+        let (pay_first, timeout_before, crash_before, timeout_after, crash_after) = {
             let mut f = self.faults.lock().unwrap();
-            (f.roll(20), f.roll(8), f.roll(8), f.roll(8))
+            (f.roll(20), f.roll(8), f.roll(5), f.roll(8), f.roll(8))
         };
         if pay_first {
             count("payers paying just before a close reached the channel");
@@ -142,9 +143,13 @@ impl Channel for FaultyChannel {
                 "simulated timeout before the channel acted",
             ));
         }
+        if crash_before {
+            // The intent is committed, the channel never heard of the close.
+            std::panic::panic_any(SimCrash("crashes before the channel acted on a close"));
+        }
         let outcome = self.inner.close(order, close_type)?;
         if crash_after {
-            std::panic::panic_any(SimCrash);
+            std::panic::panic_any(SimCrash("crashes between the channel and the local update"));
         }
         if timeout_after {
             return Err(Error::internal("simulated timeout after the channel acted"));
@@ -270,11 +275,42 @@ impl World {
         };
         let channels = Channels::new(vec![Arc::new(channel)]);
         let gw = Arc::new(Gateway::new(store.clone(), channels, clock, random, base));
+        let interrupted: Vec<String> = match &self.reader {
+            None => Vec::new(),
+            Some(c) => {
+                let mut st = c
+                    .prepare(
+                        "SELECT o.order_no FROM close_intent i
+                         JOIN pay_order o ON o.id = i.order_id",
+                    )
+                    .unwrap();
+                let rows = st.query_map([], |r| r.get(0)).unwrap();
+                rows.collect::<Result<_, _>>().unwrap()
+            }
+        };
         let settled = expiry::recover(&gw, i64::MAX);
         self.log
             .push(format!("boot: settled {settled} interrupted close(s)"));
         if settled > 0 {
             count("interrupted closes settled at boot");
+        }
+        for order_no in &interrupted {
+            let status: String = self
+                .reader
+                .as_ref()
+                .unwrap()
+                .query_row(
+                    "SELECT status FROM pay_order WHERE order_no = ?1",
+                    [order_no],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            count(match status.as_str() {
+                "close" | "cancel" => "interrupted closes finished at boot",
+                "success" => "interrupted closes that found money at boot",
+                "progress" => "interrupted closes undone at boot (trade still open)",
+                _ => "interrupted closes in another state at boot",
+            });
         }
         self.node = Some(Node {
             router: Router { gw: gw.clone() },
@@ -330,8 +366,9 @@ impl World {
         match catch_unwind(AssertUnwindSafe(|| router.handle(&req))) {
             Ok(resp) => Some(serde_json::from_slice(&resp.body).expect("replies are JSON")),
             Err(payload) if payload.is::<SimCrash>() => {
-                count("crashes between the channel and the local update");
-                self.log.push("  crash inside the request".into());
+                let SimCrash(what) = payload.downcast_ref::<SimCrash>().unwrap();
+                count(what);
+                self.log.push(format!("  crash inside the request: {what}"));
                 self.crash();
                 None
             }
@@ -460,21 +497,30 @@ impl World {
                 self.log.push(format!("sweep -> {report:?}"))
             }
             Err(payload) if payload.is::<SimCrash>() => {
-                self.log.push("sweep -> crash".into());
+                let SimCrash(what) = payload.downcast_ref::<SimCrash>().unwrap();
+                count(what);
+                self.log.push(format!("sweep -> crash: {what}"));
                 self.crash();
             }
             Err(payload) => std::panic::resume_unwind(payload),
         }
     }
 
+    /// The wall clock jumps: mostly ahead, sometimes back (an NTP step, a dead RTC battery
+    /// fixed by hand). Nothing may depend on time never going backwards.
     fn op_clock_jump(&mut self) {
-        let jump = match self.rng.below(10) {
+        let jump = match self.rng.below(12) {
             0 => 3_600_000,
             1..=3 => 60_000 + self.rng.below(60_000) as i64,
+            4 => -(self.rng.below(120_000) as i64) - 1,
+            5 => -3_600_000,
             _ => self.rng.below(20_000) as i64,
         };
+        if jump < 0 {
+            count("clock jumps backwards");
+        }
         self.clock.0.fetch_add(jump, Ordering::SeqCst);
-        self.log.push(format!("clock +{jump}ms"));
+        self.log.push(format!("clock {jump:+}ms"));
     }
 
     /// A real channel may report money for a trade unipay already closed (its close was not
@@ -797,7 +843,12 @@ fn simulation_of_closes_payments_expiry_faults_and_crashes() {
             "payments accepted",
             "payments refused",
             "crashes between the channel and the local update",
+            "crashes before the channel acted on a close",
             "interrupted closes settled at boot",
+            "interrupted closes finished at boot",
+            "interrupted closes undone at boot (trade still open)",
+            "interrupted closes that found money at boot",
+            "clock jumps backwards",
             "sweeps that closed expired orders",
             "sweeps that found money at the channel",
             "payments whose callback was lost",
