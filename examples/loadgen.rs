@@ -37,6 +37,7 @@ struct Opts {
     seconds: u64,
     runs: usize,
     big: Option<u64>,
+    big_cache: Option<PathBuf>,
     bin_dir: PathBuf,
 }
 
@@ -46,6 +47,7 @@ fn parse_opts() -> Opts {
         seconds: 5,
         runs: 3,
         big: None,
+        big_cache: None,
         bin_dir: PathBuf::from("target/release"),
     };
     let mut args = std::env::args().skip(1);
@@ -57,8 +59,11 @@ fn parse_opts() -> Opts {
             "--runs" => o.runs = val().parse().expect("--runs N"),
             "--big" => o.big = Some(val().parse().expect("--big N")),
             "--bin-dir" => o.bin_dir = PathBuf::from(val()),
+            "--big-cache" => o.big_cache = Some(PathBuf::from(val())),
             "-h" | "--help" => {
-                println!("loadgen [--conns 64] [--seconds 5] [--runs 3] [--big N] [--bin-dir target/release]");
+                println!("loadgen [--conns 64] [--seconds 5] [--runs 3] [--big N] [--big-cache DIR] [--bin-dir target/release]");
+                println!("  --runs 0 with --big N measures only the big database");
+                println!("  --big-cache DIR keeps the filled databases there and copies them for each run");
                 std::process::exit(0);
             }
             other => panic!("unknown option {other}"),
@@ -73,6 +78,8 @@ struct Server {
     child: Child,
     addr: String,
     started_in: Duration,
+    /// Lines of the server's log about its database check.
+    checks: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -80,9 +87,9 @@ impl Server {
         let t0 = Instant::now();
         let mut child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,unipay::cli=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -99,16 +106,41 @@ impl Server {
             .strip_prefix("listening on http://")
             .expect("listening line")
             .to_string();
-        // Keep draining stdout so the child never blocks on it.
+        // Keep draining stdout and stderr so the child never blocks on them.
         thread::spawn(move || {
             let mut sink = Vec::new();
             let _ = out.read_to_end(&mut sink);
+        });
+        let err = BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, checks) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if line.contains("database check") {
+                    let _ = tx.send(line);
+                }
+            }
         });
         Server {
             child,
             addr,
             started_in,
+            checks,
         }
+    }
+
+    /// Waits until a database check that runs in the background has passed (a big database
+    /// is checked whole after start-up; the close rate is measured after it).
+    fn wait_for_check(&self) -> Option<String> {
+        let mut last = None;
+        while let Ok(line) = self.checks.recv_timeout(Duration::from_secs(600)) {
+            let done = !line.contains("runs in the background");
+            last = Some(line);
+            if done {
+                break;
+            }
+            eprintln!("waiting for the server's database check");
+        }
+        last
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -181,6 +213,9 @@ struct Measured {
     /// `k, k + conns, k + 2 * conns, …` of the dealt list, and the first `ok_per_conn[k]` of
     /// them succeeded (when errors is 0).
     ok_per_conn: Vec<u64>,
+    /// CPU time (user + system) per request of the server process and of this client, in µs.
+    server_cpu_us: f64,
+    client_cpu_us: f64,
 }
 
 impl Measured {
@@ -193,6 +228,31 @@ impl Measured {
         out.sort_unstable();
         out
     }
+}
+
+/// CPU time (user + system) a process has used so far, in µs, from `/proc/PID/stat`.
+fn cpu_us(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) end at the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in ticks.
+    // USER_HZ, which /proc reports in, is 100 on Linux whatever the kernel's tick rate.
+    let hz = 100.0;
+    (ticks(11) + ticks(12)) * 1e6 / hz
+}
+
+/// `load` against the server process `pid`, also measuring the CPU each side used per request.
+fn load_on(pid: u32, addr: &str, work: Vec<Vec<Wire>>, seconds: u64) -> Measured {
+    let pid = pid.to_string();
+    let (s0, c0) = (cpu_us(&pid), cpu_us("self"));
+    let mut m = load(addr, work, seconds);
+    let (s1, c1) = (cpu_us(&pid), cpu_us("self"));
+    let n = (m.ok + m.errors).max(1) as f64;
+    m.server_cpu_us = (s1 - s0) / n;
+    m.client_cpu_us = (c1 - c0) / n;
+    m
 }
 
 /// Sends each connection's requests in turn on one keep-alive connection until its list or
@@ -439,8 +499,9 @@ fn db_bytes(db: &Path) -> u64 {
 // ---- the SQLite floor ----------------------------------------------------------------------
 
 /// The raw close transaction of unipay's schema (select + conditional update + close record +
-/// outbox row), `per_commit` closes per `synchronous=FULL` commit, for `seconds`.
-fn sqlite_floor(per_commit: usize, seconds: f64) -> f64 {
+/// outbox row), `per_commit` closes per `synchronous=FULL` commit, for `seconds`. Returns the
+/// closes per second and the CPU time per close in µs (one thread: the rest is waiting on disk).
+fn sqlite_floor(per_commit: usize, seconds: f64) -> (f64, f64) {
     let db = temp_db(&format!("sqlite-{per_commit}"));
     let n = 200_000u64;
     fill(&db, n);
@@ -448,6 +509,7 @@ fn sqlite_floor(per_commit: usize, seconds: f64) -> f64 {
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .expect("pragmas");
     let t0 = Instant::now();
+    let cpu0 = cpu_us("self");
     let mut done = 0u64;
     while t0.elapsed().as_secs_f64() < seconds && done + (per_commit as u64) < n {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
@@ -481,8 +543,9 @@ fn sqlite_floor(per_commit: usize, seconds: f64) -> f64 {
         conn.execute_batch("COMMIT").expect("commit");
     }
     let rate = done as f64 / t0.elapsed().as_secs_f64();
+    let cpu = (cpu_us("self") - cpu0) / done.max(1) as f64;
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
-    rate
+    (rate, cpu)
 }
 
 // ---- the runs ------------------------------------------------------------------------------
@@ -528,13 +591,16 @@ fn api_run(o: &Opts) -> (Measured, Measured, Measured, u64) {
     let addr = server.addr.clone();
     // Enough orders that no connection runs out within the time.
     let count = 40_000 * o.seconds as usize;
-    let pay = load(
+    let pid = server.child.id();
+    let pay = load_on(
+        pid,
         &addr,
         deal(o.conns, count, |i| pay_req(&addr, &format!("PAY{i}"))),
         o.seconds,
     );
     let paid = pay.done();
-    let query = load(
+    let query = load_on(
+        pid,
         &addr,
         deal(o.conns, count, |i| {
             query_req(&addr, &format!("PAY{}", paid[i % paid.len()]))
@@ -556,7 +622,7 @@ fn api_run(o: &Opts) -> (Measured, Measured, Measured, u64) {
         std::fs::write(&mark, server.child.id().to_string()).expect("write the mark file");
         thread::sleep(Duration::from_millis(500));
     }
-    let close = load(&addr, closes, o.seconds);
+    let close = load_on(pid, &addr, closes, o.seconds);
     let rss = server.peak_rss_kib();
     drop(server);
     let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
@@ -569,7 +635,8 @@ fn floor_run(o: &Opts) -> Measured {
     let addr = server.addr.clone();
     let body = br#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B1","useCancel":false,"sign":"0123456789abcdef0123456789abcdef"}"#;
     let count = 100_000 * o.seconds as usize;
-    load(
+    load_on(
+        server.child.id(),
         &addr,
         deal(o.conns, count, |_| {
             render(&addr, "POST", "/unipay/close", body)
@@ -581,7 +648,21 @@ fn floor_run(o: &Opts) -> Measured {
 /// Close rate and start-up time on a database of `n` orders.
 fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
     let db = temp_db(&format!("big-{n}"));
-    fill(&db, n);
+    match &o.big_cache {
+        // A filled database kept between runs, copied (the run closes orders in it).
+        Some(dir) => {
+            let kept = dir.join(format!("big-{n}.db"));
+            if !kept.exists() {
+                std::fs::create_dir_all(dir).expect("cache dir");
+                let partial = dir.join(format!("big-{n}.db.partial"));
+                let _ = std::fs::remove_file(&partial);
+                fill(&partial, n);
+                std::fs::rename(&partial, &kept).expect("rename");
+            }
+            std::fs::copy(&kept, &db).expect("copy the kept database");
+        }
+        None => fill(&db, n),
+    }
     let bytes_per_order = db_bytes(&db) as f64 / n as f64;
     let bin = o.bin_dir.join("unipay");
     let server = Server::spawn(
@@ -595,10 +676,16 @@ fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
         ],
     );
     let addr = server.addr.clone();
+    if db_bytes(&db) > store::CHECK_BEFORE_SERVING_MAX_BYTES {
+        if let Some(line) = server.wait_for_check() {
+            eprintln!("{n} orders: {line}");
+        }
+    }
     let count = (30_000 * o.seconds).min(n) as usize;
     // Spread the closed orders over the whole table.
     let stride = (n as usize / count).max(1);
-    let m = load(
+    let m = load_on(
+        server.child.id(),
         &addr,
         deal(o.conns, count, |i| {
             close_req(&addr, &format!("BIG{}", i * stride))
@@ -611,18 +698,13 @@ fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
     (m, started, bytes_per_order)
 }
 
-fn main() {
-    let o = parse_opts();
-    let cores = thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    println!("# unipay load generator: {} connections, {} s per phase, median of {} runs, {cores} cores\n", o.conns, o.seconds, o.runs);
-
+/// The median of `o.runs` runs of the floors and the API phases, printed.
+fn api_runs(o: &Opts, cores: usize) {
     let (mut pays, mut queries, mut closes, mut floors, mut rss) =
         (vec![], vec![], vec![], vec![], vec![]);
     for run in 0..o.runs {
-        let floor = floor_run(&o);
-        let (pay, query, close, peak) = api_run(&o);
+        let floor = floor_run(o);
+        let (pay, query, close, peak) = api_run(o);
         eprintln!("run {}: floor {:.0}/s, close {:.0}/s (p99 {:.2} ms), pay {:.0}/s, query {:.0}/s, rss {} KiB", run + 1, floor.per_sec, close.per_sec, close.p99_us as f64 / 1000.0, pay.per_sec, query.per_sec, peak);
         for (name, m) in [("close", &close), ("pay", &pay), ("query", &query)] {
             assert!(
@@ -638,8 +720,11 @@ fn main() {
         closes.push(close);
         rss.push(peak as f64);
     }
-    let sqlite_single = median((0..o.runs).map(|_| sqlite_floor(1, 2.0)).collect());
-    let sqlite_group = median((0..o.runs).map(|_| sqlite_floor(64, 2.0)).collect());
+    let singles: Vec<(f64, f64)> = (0..o.runs).map(|_| sqlite_floor(1, 2.0)).collect();
+    let groups: Vec<(f64, f64)> = (0..o.runs).map(|_| sqlite_floor(64, 2.0)).collect();
+    let sqlite_single = median(singles.iter().map(|r| r.0).collect());
+    let sqlite_group = median(groups.iter().map(|r| r.0).collect());
+    let sqlite_group_cpu = median(groups.iter().map(|r| r.1).collect());
     let (floor, close, pay, query) = (
         median_by(floors),
         median_by(closes),
@@ -666,6 +751,35 @@ fn main() {
     println!("| one close per commit | {sqlite_single:.0} |");
     println!("| 64 closes per commit | {sqlite_group:.0} |");
     println!();
+    println!("| CPU per request, µs (user + system) | server | client | both | {cores}-core ceiling, /s |");
+    println!("|---|---|---|---|---|");
+    for (name, m) in [
+        ("HTTP floor", &floor),
+        ("close", &close),
+        ("pay", &pay),
+        ("query", &query),
+    ] {
+        let both = m.server_cpu_us + m.client_cpu_us;
+        println!(
+            "| {name} | {:.1} | {:.1} | {both:.1} | {:.0} |",
+            m.server_cpu_us,
+            m.client_cpu_us,
+            cores as f64 * 1e6 / both.max(0.001)
+        );
+    }
+    println!(
+        "| SQLite close transaction, 64 per commit (one thread) | {sqlite_group_cpu:.1} | | | |"
+    );
+    // Client and server share the cores: half the floor's rate leaves a close twice the floor's
+    // CPU, of which the client's own share is already spent.
+    let budget = 2.0 * (floor.server_cpu_us + floor.client_cpu_us) - close.client_cpu_us;
+    println!();
+    println!(
+        "- at 0.5 × the HTTP floor a close may use {budget:.1} µs of server CPU; it uses {:.1} µs, \
+         of which the bare SQLite close transaction is {sqlite_group_cpu:.1} µs and the HTTP floor's \
+         request handling {:.1} µs",
+        close.server_cpu_us, floor.server_cpu_us
+    );
     println!(
         "- closes/s ÷ HTTP floor = **{:.2}** (target ≥ 0.5)",
         close.per_sec / floor.per_sec
@@ -680,7 +794,18 @@ fn main() {
         close.p99_us as f64 / 1000.0,
         rss / 1024.0
     );
+}
 
+fn main() {
+    let o = parse_opts();
+    let cores = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!("# unipay load generator: {} connections, {} s per phase, median of {} runs, {cores} cores\n", o.conns, o.seconds, o.runs);
+
+    if o.runs > 0 {
+        api_runs(&o, cores);
+    }
     if let Some(n) = o.big {
         let (small, small_start, small_bytes) = big_run(&o, 10_000);
         let (big, big_start, big_bytes) = big_run(&o, n);

@@ -50,8 +50,9 @@ const DEMO_APP_ID: &str = "DEMO_APP";
 fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let random: Arc<dyn Random> = Arc::new(OsRandom);
-    // A damaged file is refused before anything (the migration, the demo app) writes to it.
-    store::check_file(&cfg.db)?;
+    // A damaged file is refused before anything (the migration, the demo app) writes to it; a
+    // big one is checked whole once serving (below), so that start-up stays fast.
+    let checked = store::check_file(&cfg.db, store::CHECK_BEFORE_SERVING_MAX_BYTES)?;
     let (mut conn, fresh) = store::open_connection(&cfg.db)?;
     let demo = match fresh {
         true => {
@@ -142,8 +143,38 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         http::FD_RESERVE
     );
     let handle = http::serve(listener, limits, Arc::new(Router { gw: gateway }))?;
+    if checked == store::Checked::SchemaOnly {
+        check_in_background(cfg.db.clone())?;
+    }
     handle.join();
     Ok(())
+}
+
+/// Checks a big database whole while serving; damage found stops the process with the same
+/// message a small damaged file gets at start-up (acknowledged changes are on disk already).
+fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
+    let mib = std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0);
+    log::info!(
+        "database check (PRAGMA quick_check) of {} ({mib} MiB) runs in the background",
+        db.display()
+    );
+    std::thread::Builder::new()
+        .name("db-check".into())
+        .spawn(move || {
+            let t0 = std::time::Instant::now();
+            match store::check_whole(&db) {
+                Ok(()) => log::info!(
+                    "database check passed in {:.1}s",
+                    t0.elapsed().as_secs_f64()
+                ),
+                Err(e) => {
+                    log::error!("{e}");
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 /// `unipay backup`: an online, checked copy of the database.

@@ -107,31 +107,72 @@ fn copy_to(source: &Connection, partial: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot sync {}: {e}", partial.display()))
 }
 
-/// Refuses a damaged database file: runs `PRAGMA quick_check` on `path` before anything writes
-/// to it. A missing file passes (it is created later); the error says what is wrong and what
-/// to do.
-pub fn check_file(path: &Path) -> Result<(), String> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let damaged = |why: String| {
-        format!(
-            "database {} is damaged ({why}); refusing to serve it. Restore the last backup \
-             (see `unipay backup --help`) or repair the file with the sqlite3 shell's `.recover`",
-            path.display()
-        )
+/// Files up to this size are checked whole before serving; `PRAGMA quick_check` reads about
+/// 80 MB a second here, so this keeps start-up well under a second. Bigger files are checked
+/// whole in the background while serving (see `check_file`).
+pub const CHECK_BEFORE_SERVING_MAX_BYTES: u64 = 32 << 20;
+
+/// How far `check_file` checked a database before serving it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Checked whole (or there is no file yet): nothing left to do.
+    Whole,
+    /// Bigger than the limit: its schema was read, and the whole file must still be checked
+    /// (`check_whole`), while serving.
+    SchemaOnly,
+}
+
+/// Refuses a damaged database file before anything writes to it: runs `PRAGMA quick_check` on
+/// `path` when it is at most `max_bytes` long; a bigger file only has its schema read here
+/// (a damaged header or schema is refused at once) and `Checked::SchemaOnly` says that
+/// `check_whole` must still run. A missing file passes (it is created later); the error says
+/// what is wrong and what to do.
+pub fn check_file(path: &Path, max_bytes: u64) -> Result<Checked, String> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(Checked::Whole);
     };
+    let conn = open_for_check(path)?;
+    if meta.len() <= max_bytes {
+        check_conn(path, &conn)?;
+        return Ok(Checked::Whole);
+    }
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| damaged(path, format!("its schema cannot be read: {e}")))?;
+    Ok(Checked::SchemaOnly)
+}
+
+/// Runs `PRAGMA quick_check` over the whole of `path` (on a connection of its own: it can run
+/// while the server writes, and sees one snapshot).
+pub fn check_whole(path: &Path) -> Result<(), String> {
+    check_conn(path, &open_for_check(path)?)
+}
+
+fn open_for_check(path: &Path) -> Result<Connection, String> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    match quick_check(&conn) {
+    Ok(conn)
+}
+
+fn check_conn(path: &Path, conn: &Connection) -> Result<(), String> {
+    match quick_check(conn) {
         Ok(problems) if problems.is_empty() => Ok(()),
-        Ok(problems) => Err(damaged(format!(
-            "PRAGMA quick_check: {}",
-            problems.join("; ")
-        ))),
-        Err(e) => Err(damaged(format!("PRAGMA quick_check failed: {e}"))),
+        Ok(problems) => Err(damaged(
+            path,
+            format!("PRAGMA quick_check: {}", problems.join("; ")),
+        )),
+        Err(e) => Err(damaged(path, format!("PRAGMA quick_check failed: {e}"))),
     }
+}
+
+fn damaged(path: &Path, why: String) -> String {
+    format!(
+        "database {} is damaged ({why}); refusing to serve it. Restore the last backup \
+         (see `unipay backup --help`) or repair the file with the sqlite3 shell's `.recover`",
+        path.display()
+    )
 }

@@ -27,7 +27,10 @@ use crate::error::Error;
 use crate::sign::SignType;
 use crate::sys::UtcOffset;
 
-pub use backup::{backup, check_file, integrity_check, quick_check};
+pub use backup::{
+    backup, check_file, check_whole, integrity_check, quick_check, Checked,
+    CHECK_BEFORE_SERVING_MAX_BYTES,
+};
 pub use nonce::{NewNonce, SeenNonce};
 pub use orders::{
     attention_orders, ChannelCloseOutcome, CloseIntent, CloseRequest, Inserted, NewOrder, Payment,
@@ -160,7 +163,10 @@ impl Store {
             events_enqueued: false,
             events: events.clone(),
         };
-        let writer = Writer::start(conn, state).map_err(OpenError::Thread)?;
+        let checkpointer = Connection::open(path)
+            .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))
+            .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
+        let writer = Writer::start(conn, checkpointer, state).map_err(OpenError::Thread)?;
         let store = Store {
             path: path.to_path_buf(),
             apps: Mutex::new(HashMap::new()),

@@ -71,3 +71,52 @@ fn a_database_from_a_newer_unipay_is_refused() {
     assert_eq!(v, known + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_big_file_is_checked_whole_after_its_schema_and_damage_is_found_either_way() {
+    let dir = temp_dir("check");
+    let path = dir.join("c.db");
+    {
+        let (mut c, _) = open_connection(&path).unwrap();
+        let tx = c.transaction().unwrap();
+        for i in 0..4000 {
+            tx.execute(
+                "INSERT INTO merchant (mch_no, enabled, created_at) VALUES (?1, 1, ?2)",
+                rusqlite::params![format!("M{i:08}-{}", "x".repeat(20)), i],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .unwrap();
+    }
+    assert_eq!(check_file(&path, u64::MAX), Ok(Checked::Whole));
+    assert_eq!(check_file(&path, 0), Ok(Checked::SchemaOnly));
+    assert_eq!(check_whole(&path), Ok(()));
+    assert_eq!(
+        check_file(&dir.join("missing.db"), 0),
+        Ok(Checked::Whole),
+        "a file yet to be created passes"
+    );
+
+    // 64 bytes overwritten in the middle of a page in the middle of the file (not the schema).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    let at = (bytes.len() / page / 2) * page + page / 2;
+    bytes[at..at + 64].fill(0xA5);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let whole = check_file(&path, u64::MAX).unwrap_err();
+    assert!(
+        whole.contains("is damaged") && whole.contains("quick_check"),
+        "{whole}"
+    );
+    // Past the size limit only the schema is read before serving; the whole check finds it.
+    assert_eq!(check_file(&path, 0), Ok(Checked::SchemaOnly));
+    let later = check_whole(&path).unwrap_err();
+    assert!(
+        later.contains("is damaged") && later.contains("quick_check"),
+        "{later}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,13 @@
 //! once with `synchronous=FULL`, and only then wakes every waiter with its own result. A job that
 //! fails is rolled back to its savepoint and does not disturb its neighbours; a failed commit
 //! fails them all. So "my job returned Ok" always means "my change is on disk".
+//!
+//! Copying the WAL back into the database file (a checkpoint) is not done by the writer: SQLite
+//! would do it inside a commit every 1,000 pages, and on a big database that is a thousand
+//! scattered page writes and an fsync while every waiter waits. A checkpointer thread with a
+//! connection of its own runs a `PASSIVE` checkpoint (which never blocks the writer) at most
+//! every `CHECKPOINT_GAP` after commits; the writer checkpoints itself only past
+//! `WRITER_AUTOCHECKPOINT` pages, should the checkpointer ever fall that far behind.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -18,6 +25,12 @@ use crate::error::Error;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// Shortest time between two checkpoints of the checkpointer thread.
+const CHECKPOINT_GAP: Duration = Duration::from_millis(25);
+
+/// WAL pages after which the writer checkpoints itself (SQLite's default is 1,000).
+const WRITER_AUTOCHECKPOINT: i64 = 20_000;
 
 /// State that lives with the write connection, reachable only from jobs.
 pub struct WriterState {
@@ -65,8 +78,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: Connection, state: WriterState) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn`, and the checkpointer on `checkpointer`, a second
+    /// connection to the same file.
+    pub fn start(
+        conn: Connection,
+        checkpointer: Connection,
+        state: WriterState,
+    ) -> std::io::Result<Writer> {
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
+            .map_err(std::io::Error::other)?;
+        // One pending request is enough: it means "there are commits since the last one".
+        let (ckpt_tx, ckpt_rx) = mpsc::sync_channel::<()>(1);
+        thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, ckpt_rx))?;
         let (tx, rx) = mpsc::sync_channel::<Job>(4096);
         let (wake_tx, wake_rx) = mpsc::channel::<Woken>();
         // Waking the waiters of a batch is a system call per waiter: it is done on a thread of
@@ -82,7 +107,7 @@ impl Writer {
             })?;
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, state, rx, wake_tx))?;
+            .spawn(move || run(conn, state, rx, wake_tx, ckpt_tx))?;
         Ok(Writer { tx })
     }
 
@@ -123,7 +148,13 @@ impl Writer {
 /// A committed (or failed) batch: the commit's outcome and the results to deliver.
 type Woken = (Result<(), String>, Vec<Finish>);
 
-fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>, waker: Sender<Woken>) {
+fn run(
+    conn: Connection,
+    mut state: WriterState,
+    rx: Receiver<Job>,
+    waker: Sender<Woken>,
+    checkpoint: SyncSender<()>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let (mut batches, mut jobs) = (0u64, 0u64);
     while let Ok(first) = rx.recv() {
@@ -173,8 +204,12 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>, waker: Sende
             log::error!("store: commit of {} jobs failed: {e}", finishes.len());
             let _ = exec(&conn, "ROLLBACK");
             state.last_order_id = saved_last_id;
-        } else if std::mem::take(&mut state.events_enqueued) {
-            state.events.raise();
+        } else {
+            // Full means a checkpoint is already asked for: nothing to add.
+            let _ = checkpoint.try_send(());
+            if std::mem::take(&mut state.events_enqueued) {
+                state.events.raise();
+            }
         }
         if let Err(mpsc::SendError((commit, finishes))) = waker.send((commit, finishes)) {
             // The waker is gone (it cannot panic in practice): wake them here.
@@ -184,6 +219,23 @@ fn run(conn: Connection, mut state: WriterState, rx: Receiver<Job>, waker: Sende
         }
     }
     log::debug!("store writer: all handles dropped, stopping");
+}
+
+/// The checkpointer thread: after commits, a `PASSIVE` checkpoint, then a pause. It stops when
+/// the writer does (its sender is dropped).
+fn checkpoint_loop(conn: Connection, asked: Receiver<()>) {
+    while asked.recv().is_ok() {
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match result {
+            Ok((wal_pages, copied)) => {
+                log::trace!("checkpoint: {copied} of {wal_pages} WAL pages in the database")
+            }
+            Err(e) => log::warn!("store: checkpoint failed: {e}"),
+        }
+        thread::sleep(CHECKPOINT_GAP);
+    }
 }
 
 /// Runs one cached statement: transaction control runs for every job, so it is never re-parsed.
