@@ -1305,6 +1305,71 @@ fn a_damaged_database_is_refused_at_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
+    let dir = temp_dir("damaged-big");
+    let db = dir.join("big.db");
+    {
+        // Past the size checked before serving: 10,000 pages of one row each.
+        let (c, _) = unipay::store::open_connection(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE filler (x BLOB NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO filler (x) SELECT zeroblob(3500) FROM n;
+             PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;",
+        )
+        .unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() as u64 > unipay::store::CHECK_BEFORE_SERVING_MAX_BYTES);
+    // The b-tree header of a page in the middle of the file (a filler page, not the schema).
+    let page = 4096;
+    let at = (bytes.len() / page / 2) * page;
+    bytes[at..at + 8].fill(0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+
+    let mut child = Command::new(bin())
+        .args(["serve", "--db", path_str(&db), "--listen", "127.0.0.1:0"])
+        .env_remove("UNIPAY_DB")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It listens at once (the whole check would hold a restart of a big database up)...
+    let mut first = [0u8; 12];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"listening on");
+    // ... and stops as soon as the check in the background finds the damage.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still serving a damaged database after 60 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("runs in the background"), "{stderr}");
+    assert!(
+        stderr.contains("is damaged") && stderr.contains("quick_check"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(path_str(&db)), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Secrets never reach the log
 // ---------------------------------------------------------------------------------------------
