@@ -163,8 +163,10 @@ impl Store {
             events_enqueued: false,
             events: events.clone(),
         };
+        // A checkpoint copies pages from the WAL to the file: it needs no page cache of its own.
         let checkpointer = Connection::open(path)
             .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))
+            .and_then(|c| c.pragma_update(None, "cache_size", -64).map(|_| c))
             .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         let writer = Writer::start(conn, checkpointer, state).map_err(OpenError::Thread)?;
         let store = Store {
