@@ -1338,8 +1338,10 @@ fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
         .spawn()
         .unwrap();
     // It listens at once (the whole check would hold a restart of a big database up)...
+    // (stdout stays open: the admin token is printed after the first line.)
+    let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 12];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    stdout.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"listening on");
     // ... and stops as soon as the check in the background finds the damage.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1367,6 +1369,7 @@ fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
         "{stderr}"
     );
     assert!(stderr.contains(path_str(&db)), "{stderr}");
+    drop(stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
