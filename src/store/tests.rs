@@ -77,16 +77,14 @@ fn a_big_file_is_checked_whole_after_its_schema_and_damage_is_found_either_way()
     let dir = temp_dir("check");
     let path = dir.join("c.db");
     {
-        let (mut c, _) = open_connection(&path).unwrap();
-        let tx = c.transaction().unwrap();
-        for i in 0..4000 {
-            tx.execute(
-                "INSERT INTO merchant (mch_no, enabled, created_at) VALUES (?1, 1, ?2)",
-                rusqlite::params![format!("M{i:08}-{}", "x".repeat(20)), i],
-            )
+        // 200 pages of one row each past the schema.
+        let (c, _) = open_connection(&path).unwrap();
+        c.execute_batch("CREATE TABLE filler (x BLOB NOT NULL)")
             .unwrap();
+        for _ in 0..200 {
+            c.execute("INSERT INTO filler (x) VALUES (zeroblob(3500))", [])
+                .unwrap();
         }
-        tx.commit().unwrap();
         c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
             .unwrap();
     }
@@ -99,11 +97,11 @@ fn a_big_file_is_checked_whole_after_its_schema_and_damage_is_found_either_way()
         "a file yet to be created passes"
     );
 
-    // 64 bytes overwritten in the middle of a page in the middle of the file (not the schema).
+    // The b-tree header of a page in the middle of the file (a filler page, not the schema).
     let mut bytes = std::fs::read(&path).unwrap();
     let page = 4096;
-    let at = (bytes.len() / page / 2) * page + page / 2;
-    bytes[at..at + 64].fill(0xA5);
+    let at = (bytes.len() / page / 2) * page;
+    bytes[at..at + 8].fill(0xA5);
     std::fs::write(&path, &bytes).unwrap();
 
     let whole = check_file(&path, u64::MAX).unwrap_err();
