@@ -27,8 +27,8 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::Serve(cfg) => serve(&cfg),
         Command::AppCreate(cfg) => app_create(&cfg),
         Command::AppList { db } => app_list(&db),
-        Command::NotifyList { db, filter } => notify_list(&db, filter),
-        Command::OrderAttention { db } => order_attention(&db),
+        Command::NotifyList { db, filter, offset } => notify_list(&db, filter, offset),
+        Command::OrderAttention { db, offset } => order_attention(&db, offset),
         Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
         Command::Backup { db, out } => backup(&db, &out),
@@ -243,9 +243,8 @@ fn app_list(db: &std::path::Path) -> Result<(), RunError> {
     Ok(())
 }
 
-fn order_attention(db: &std::path::Path) -> Result<(), RunError> {
+fn order_attention(db: &std::path::Path, offset: sys::UtcOffset) -> Result<(), RunError> {
     let (conn, _) = store::open_connection(db)?;
-    let offset = sys::UtcOffset::CST;
     for order in store::attention_orders(&conn, 1000)? {
         let mut o = wire::JsonObject::new();
         o.str("orderNo", Some(&order.order_no))
@@ -267,9 +266,12 @@ fn order_attention(db: &std::path::Path) -> Result<(), RunError> {
     Ok(())
 }
 
-fn notify_list(db: &std::path::Path, filter: EventFilter) -> Result<(), RunError> {
+fn notify_list(
+    db: &std::path::Path,
+    filter: EventFilter,
+    offset: sys::UtcOffset,
+) -> Result<(), RunError> {
     let (conn, _) = store::open_connection(db)?;
-    let offset = sys::UtcOffset::CST;
     for ev in store::list_events(&conn, filter, 1000)? {
         let time = |ms: i64| sys::format_time(ms, offset);
         let mut o = wire::JsonObject::new();

@@ -21,9 +21,12 @@ pub enum Command {
     NotifyList {
         db: PathBuf,
         filter: EventFilter,
+        /// The zone times are printed in (`--tz-offset`, as for `serve`).
+        offset: UtcOffset,
     },
     OrderAttention {
         db: PathBuf,
+        offset: UtcOffset,
     },
     NotifyResend {
         db: PathBuf,
@@ -174,10 +177,11 @@ Both commands work while `unipay serve` runs on the same file.
 pub const ORDER_HELP: &str = "\
 unipay order: orders that need an operator
 
-Usage: unipay order attention --db PATH
+Usage: unipay order attention --db PATH [--tz-offset +08:00]
 
 Lists, one JSON line each, the orders whose money arrived at the channel after unipay had
 closed them. Such an order keeps its closed status; an operator must refund or reconcile it.
+Times are printed in --tz-offset [env UNIPAY_TZ_OFFSET, default +08:00].
 ";
 
 pub const BACKUP_HELP: &str = "\
@@ -202,11 +206,12 @@ pub const NOTIFY_HELP: &str = "\
 unipay notify: merchant notifications (the outbox)
 
 Usage:
-  unipay notify list --db PATH [--pending | --failed]
+  unipay notify list --db PATH [--pending | --failed] [--tz-offset +08:00]
   unipay notify resend --db PATH EVENT_ID
 
-`list` prints one JSON line per event, newest first (at most 1000). `--failed` shows the
-events that were given up after the last retry. `resend` makes an event due now with a fresh
+`list` prints one JSON line per event, newest first (at most 1000), its times in --tz-offset
+[env UNIPAY_TZ_OFFSET, default +08:00]. `--failed` shows the events that were given up after
+the last retry. `resend` makes an event due now with a fresh
 round of retries; it works while `unipay serve` runs on the same file.
 ";
 
@@ -315,11 +320,7 @@ impl Command {
             },
             Some("call") => parse_call(&mut args),
             Some("order") => match args.next().as_deref() {
-                Some("attention") => {
-                    parse_db_only(&mut args, "order attention", ORDER_HELP, |db| {
-                        Command::OrderAttention { db }
-                    })
-                }
+                Some("attention") => parse_order_attention(&mut args),
                 Some("-h" | "--help") | None => Ok(Command::Help(ORDER_HELP)),
                 Some(other) => Err(UsageError(format!(
                     "unknown command `order {other}` (try `order attention`)"
@@ -423,25 +424,21 @@ fn parse_app_list(args: &mut Args) -> Result<Command, UsageError> {
     })
 }
 
-/// A command whose only option is `--db`; `make` builds it from the path.
-fn parse_db_only(
-    args: &mut Args,
-    command: &str,
-    help: &'static str,
-    make: impl FnOnce(PathBuf) -> Command,
-) -> Result<Command, UsageError> {
+fn parse_order_attention(args: &mut Args) -> Result<Command, UsageError> {
     let mut db = env("UNIPAY_DB");
+    let mut offset = env("UNIPAY_TZ_OFFSET");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "--db" => db = Some(args.value("--db", inline)?),
-            "-h" | "--help" => return Ok(Command::Help(help)),
-            other => return Err(unknown(other, command)),
+            "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(ORDER_HELP)),
+            other => return Err(unknown(other, "order attention")),
         }
     }
-    Ok(make(PathBuf::from(db.ok_or_else(|| {
-        UsageError("--db PATH is required".into())
-    })?)))
+    let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
+    let offset = parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?;
+    Ok(Command::OrderAttention { db, offset })
 }
 
 fn parse_backup(args: &mut Args) -> Result<Command, UsageError> {
@@ -469,10 +466,12 @@ fn parse_backup(args: &mut Args) -> Result<Command, UsageError> {
 fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {
     let mut db = env("UNIPAY_DB");
     let mut filter = EventFilter::All;
+    let mut offset = env("UNIPAY_TZ_OFFSET");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "--db" => db = Some(args.value("--db", inline)?),
+            "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
             "--pending" => filter = EventFilter::Pending,
             "--failed" => filter = EventFilter::GivenUp,
             "-h" | "--help" => return Ok(Command::Help(NOTIFY_HELP)),
@@ -480,7 +479,8 @@ fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {
         }
     }
     let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
-    Ok(Command::NotifyList { db, filter })
+    let offset = parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?;
+    Ok(Command::NotifyList { db, filter, offset })
 }
 
 fn parse_notify_resend(args: &mut Args) -> Result<Command, UsageError> {
@@ -704,6 +704,37 @@ mod tests {
             "3"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn listings_print_times_in_the_tz_offset() {
+        let east = UtcOffset::parse("+05:30").unwrap();
+        match parse(&["order", "attention", "--db", "d", "--tz-offset", "+05:30"]).unwrap() {
+            Command::OrderAttention { offset, .. } => assert_eq!(offset, east),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["order", "attention", "--db", "d"]).unwrap() {
+            Command::OrderAttention { offset, .. } => assert_eq!(offset, UtcOffset::CST),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "notify",
+            "list",
+            "--db",
+            "d",
+            "--pending",
+            "--tz-offset=+05:30",
+        ])
+        .unwrap()
+        {
+            Command::NotifyList { offset, filter, .. } => {
+                assert_eq!(offset, east);
+                assert_eq!(filter, EventFilter::Pending);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["order", "attention", "--db", "d", "--tz-offset", "8"]).is_err());
+        assert!(parse(&["notify", "list", "--db", "d", "--tz-offset", "x"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use unipay::sign::{self, SignType};
+use unipay::sys::UtcOffset;
 use unipay::wire;
 
 use crate::helpers::{now_ms, raw_data, run_cli, wait_for, TestServer};
@@ -544,6 +545,31 @@ fn given_up_events_are_listed_and_can_be_resent_while_serving() {
     assert_eq!(line["orderNo"], order_no.as_str());
     assert_eq!(line["state"], "given_up");
     assert_eq!(line["lastError"], "fail");
+    // Times are printed in --tz-offset (+08:00 by default): the same instants.
+    let utc = run_cli(&[
+        "notify",
+        "list",
+        "--db",
+        &db,
+        "--failed",
+        "--tz-offset",
+        "+00:00",
+    ]);
+    assert!(utc.status.success());
+    let utc_text = String::from_utf8(utc.stdout).unwrap();
+    let utc_line: Value = serde_json::from_str(utc_text.lines().next().unwrap()).unwrap();
+    for field in ["createdAt", "finishedAt"] {
+        let cst = line[field].as_str().unwrap();
+        let zulu = utc_line[field].as_str().unwrap();
+        assert_ne!(cst, zulu, "{field}");
+        assert_eq!(
+            unipay::sys::parse_time(cst, UtcOffset::CST),
+            unipay::sys::parse_time(zulu, UtcOffset::parse("+00:00").unwrap()),
+            "{field}: {cst} at +08:00 is {zulu} at +00:00"
+        );
+    }
+    let bad_offset = run_cli(&["notify", "list", "--db", &db, "--tz-offset", "8"]);
+    assert_eq!(bad_offset.status.code(), Some(2));
     let pending = run_cli(&["notify", "list", "--db", &db, "--pending"]);
     assert_eq!(String::from_utf8(pending.stdout).unwrap().trim(), "");
 
