@@ -115,7 +115,7 @@ impl Server {
         let (tx, checks) = std::sync::mpsc::channel();
         thread::spawn(move || {
             for line in err.lines().map_while(Result::ok) {
-                if line.contains("database check") {
+                if line.contains("database check") || line.contains("is damaged") {
                     let _ = tx.send(line);
                 }
             }
@@ -128,19 +128,20 @@ impl Server {
         }
     }
 
-    /// Waits until a database check that runs in the background has passed (a big database
-    /// is checked whole after start-up; the close rate is measured after it).
-    fn wait_for_check(&self) -> Option<String> {
-        let mut last = None;
-        while let Ok(line) = self.checks.recv_timeout(Duration::from_secs(600)) {
-            let done = !line.contains("runs in the background");
-            last = Some(line);
-            if done {
-                break;
+    /// Waits until the database check that runs in the background has passed (a big
+    /// database is checked whole after start-up; the close rate is measured after it).
+    fn wait_for_check(&self) -> String {
+        loop {
+            let line = self
+                .checks
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|e| panic!("no word of the server's database check: {e}"));
+            if line.contains("passed") {
+                return line;
             }
+            assert!(line.contains("runs in the background"), "{line}");
             eprintln!("waiting for the server's database check");
         }
-        last
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -664,6 +665,8 @@ fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
         None => fill(&db, n),
     }
     let bytes_per_order = db_bytes(&db) as f64 / n as f64;
+    // The server decides on the main file alone, before opening it (any WAL is not counted).
+    let main_file = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let bin = o.bin_dir.join("unipay");
     let server = Server::spawn(
         &bin,
@@ -676,10 +679,8 @@ fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
         ],
     );
     let addr = server.addr.clone();
-    if db_bytes(&db) > store::CHECK_BEFORE_SERVING_MAX_BYTES {
-        if let Some(line) = server.wait_for_check() {
-            eprintln!("{n} orders: {line}");
-        }
+    if main_file > store::CHECK_BEFORE_SERVING_MAX_BYTES {
+        eprintln!("{n} orders: {}", server.wait_for_check());
     }
     let count = (30_000 * o.seconds).min(n) as usize;
     // Spread the closed orders over the whole table.

@@ -152,6 +152,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
 
 /// Checks a big database whole while serving; damage found stops the process with the same
 /// message a small damaged file gets at start-up (acknowledged changes are on disk already).
+/// A check that could not run (busy, out of file descriptors) is tried again later.
 fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
     let mib = std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0);
     log::info!(
@@ -160,17 +161,24 @@ fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
     );
     std::thread::Builder::new()
         .name("db-check".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let t0 = std::time::Instant::now();
             match store::check_whole(&db) {
-                Ok(()) => log::info!(
-                    "database check passed in {:.1}s",
-                    t0.elapsed().as_secs_f64()
-                ),
-                Err(e) => {
+                Ok(()) => {
+                    log::info!(
+                        "database check passed in {:.1}s",
+                        t0.elapsed().as_secs_f64()
+                    );
+                    return;
+                }
+                Err(store::CheckFailure::Damaged(e)) => {
                     log::error!("{e}");
                     eprintln!("error: {e}");
                     std::process::exit(1);
+                }
+                Err(store::CheckFailure::NotRun(e)) => {
+                    log::warn!("{e}; the database check runs again in a minute");
+                    std::thread::sleep(std::time::Duration::from_secs(60));
                 }
             }
         })

@@ -226,7 +226,7 @@ fn start_server(bin: &PathBuf, db: &PathBuf) -> Result<(Child, String), String> 
     let (tx, checks) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("database check") {
+            if line.contains("database check") || line.contains("is damaged") {
                 let _ = tx.send(line);
             }
         }

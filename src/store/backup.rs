@@ -133,20 +133,39 @@ pub fn check_file(path: &Path, max_bytes: u64) -> Result<Checked, String> {
     };
     let conn = open_for_check(path)?;
     if meta.len() <= max_bytes {
-        check_conn(path, &conn)?;
-        return Ok(Checked::Whole);
+        return match check_conn(path, &conn, "refusing to serve it") {
+            Ok(()) => Ok(Checked::Whole),
+            Err(CheckFailure::Damaged(e) | CheckFailure::NotRun(e)) => Err(e),
+        };
     }
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
     })
-    .map_err(|e| damaged(path, format!("its schema cannot be read: {e}")))?;
+    .map_err(|e| {
+        damaged(
+            path,
+            format!("its schema cannot be read: {e}"),
+            "refusing to serve it",
+        )
+    })?;
     Ok(Checked::SchemaOnly)
+}
+
+/// Why a whole-file check did not pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckFailure {
+    /// The file is damaged: `quick_check` reported problems, or SQLite found it corrupt. The
+    /// message says what to do.
+    Damaged(String),
+    /// The check could not run (busy, out of file descriptors, …): nothing is known yet.
+    NotRun(String),
 }
 
 /// Runs `PRAGMA quick_check` over the whole of `path` (on a connection of its own: it can run
 /// while the server writes, and sees one snapshot).
-pub fn check_whole(path: &Path) -> Result<(), String> {
-    check_conn(path, &open_for_check(path)?)
+pub fn check_whole(path: &Path) -> Result<(), CheckFailure> {
+    let conn = open_for_check(path).map_err(CheckFailure::NotRun)?;
+    check_conn(path, &conn, "stopping the server")
 }
 
 fn open_for_check(path: &Path) -> Result<Connection, String> {
@@ -158,20 +177,38 @@ fn open_for_check(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn check_conn(path: &Path, conn: &Connection) -> Result<(), String> {
+/// `then` says what happens to a damaged file ("refusing to serve it", …).
+fn check_conn(path: &Path, conn: &Connection, then: &str) -> Result<(), CheckFailure> {
     match quick_check(conn) {
         Ok(problems) if problems.is_empty() => Ok(()),
-        Ok(problems) => Err(damaged(
+        Ok(problems) => Err(CheckFailure::Damaged(damaged(
             path,
             format!("PRAGMA quick_check: {}", problems.join("; ")),
-        )),
-        Err(e) => Err(damaged(path, format!("PRAGMA quick_check failed: {e}"))),
+            then,
+        ))),
+        Err(e) if is_corruption(&e) => Err(CheckFailure::Damaged(damaged(
+            path,
+            format!("PRAGMA quick_check failed: {e}"),
+            then,
+        ))),
+        Err(e) => Err(CheckFailure::NotRun(format!(
+            "cannot check database {}: PRAGMA quick_check failed: {e}",
+            path.display()
+        ))),
     }
 }
 
-fn damaged(path: &Path, why: String) -> String {
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn damaged(path: &Path, why: String, then: &str) -> String {
     format!(
-        "database {} is damaged ({why}); refusing to serve it. Restore the last backup \
+        "database {} is damaged ({why}); {then}. Restore the last backup \
          (see `unipay backup --help`) or repair the file with the sqlite3 shell's `.recover`",
         path.display()
     )

@@ -28,7 +28,7 @@ use crate::sign::SignType;
 use crate::sys::UtcOffset;
 
 pub use backup::{
-    backup, check_file, check_whole, integrity_check, quick_check, Checked,
+    backup, check_file, check_whole, integrity_check, quick_check, CheckFailure, Checked,
     CHECK_BEFORE_SERVING_MAX_BYTES,
 };
 pub use nonce::{NewNonce, SeenNonce};

@@ -111,10 +111,17 @@ fn a_big_file_is_checked_whole_after_its_schema_and_damage_is_found_either_way()
     );
     // Past the size limit only the schema is read before serving; the whole check finds it.
     assert_eq!(check_file(&path, 0), Ok(Checked::SchemaOnly));
-    let later = check_whole(&path).unwrap_err();
-    assert!(
-        later.contains("is damaged") && later.contains("quick_check"),
-        "{later}"
-    );
+    match check_whole(&path) {
+        Err(CheckFailure::Damaged(later)) => assert!(
+            later.contains("is damaged") && later.contains("quick_check"),
+            "{later}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A file that cannot be opened is not called damaged: nothing is known about it.
+    assert!(matches!(
+        check_whole(&dir.join("no-such-dir").join("x.db")),
+        Err(CheckFailure::NotRun(_))
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,8 +10,13 @@
 //! would do it inside a commit every 1,000 pages, and on a big database that is a thousand
 //! scattered page writes and an fsync while every waiter waits. A checkpointer thread with a
 //! connection of its own runs a `PASSIVE` checkpoint (which never blocks the writer) at most
-//! every `CHECKPOINT_GAP` after commits; the writer checkpoints itself only past
-//! `WRITER_AUTOCHECKPOINT` pages, should the checkpointer ever fall that far behind.
+//! every `CHECKPOINT_GAP` after commits, so the pages are mostly copied by the time the WAL is
+//! `WRITER_AUTOCHECKPOINT` pages long. Then the writer's own checkpoint in a commit only has
+//! the last few pages left to copy, and SQLite starts the WAL over from its beginning (under
+//! steady load the checkpointer is never exactly caught up, so that restart needs the writer).
+//! `WAL_SIZE_LIMIT` truncates the WAL file when it is restarted. A reader that holds an old
+//! snapshot (the background integrity check, for instance) keeps both checkpoints from
+//! copying past it: the WAL grows meanwhile and is copied once it ends.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -30,7 +35,10 @@ const MAX_BATCH: usize = 256;
 const CHECKPOINT_GAP: Duration = Duration::from_millis(25);
 
 /// WAL pages after which the writer checkpoints itself (SQLite's default is 1,000).
-const WRITER_AUTOCHECKPOINT: i64 = 20_000;
+const WRITER_AUTOCHECKPOINT: i64 = 4_000;
+
+/// Bytes of WAL file kept when the WAL starts over (`journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 /// State that lives with the write connection, reachable only from jobs.
 pub struct WriterState {
@@ -86,6 +94,7 @@ impl Writer {
         state: WriterState,
     ) -> std::io::Result<Writer> {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
+            .and_then(|_| conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
             .map_err(std::io::Error::other)?;
         // One pending request is enough: it means "there are commits since the last one".
         let (ckpt_tx, ckpt_rx) = mpsc::sync_channel::<()>(1);
