@@ -6,7 +6,7 @@
 //! fails is rolled back to its savepoint and does not disturb its neighbours; a failed commit
 //! fails them all. So "my job returned Ok" always means "my change is on disk".
 //!
-//! Copying the WAL back into the database file (a checkpoint) is not done by the writer: SQLite
+//! Copying the WAL back into the database file (a checkpoint) is mostly not the writer's job: SQLite
 //! would do it inside a commit every 1,000 pages, and on a big database that is a thousand
 //! scattered page writes and an fsync while every waiter waits. A checkpointer thread with a
 //! connection of its own runs a `PASSIVE` checkpoint (which never blocks the writer) at most
