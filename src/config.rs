@@ -211,8 +211,8 @@ Usage:
 
 `list` prints one JSON line per event, newest first (at most 1000), its times in --tz-offset
 [env UNIPAY_TZ_OFFSET, default +08:00]. `--failed` shows the events that were given up after
-the last retry. `resend` makes an event due now with a fresh
-round of retries; it works while `unipay serve` runs on the same file.
+the last retry. `resend` makes an event due now with a fresh round of retries; it works while
+`unipay serve` runs on the same file.
 ";
 
 pub const CALL_HELP: &str = "\
@@ -281,7 +281,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-fn parse_offset(s: &str) -> Result<UtcOffset, UsageError> {
+/// The `--tz-offset` value (or `UNIPAY_TZ_OFFSET`), `+08:00` when neither is given.
+fn parse_offset(given: Option<String>) -> Result<UtcOffset, UsageError> {
+    let s = given.as_deref().unwrap_or("+08:00");
     UtcOffset::parse(s)
         .ok_or_else(|| UsageError(format!("--tz-offset: `{s}` is not an offset like +08:00")))
 }
@@ -404,7 +406,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         sweep_interval,
         db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),
         listen,
-        offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
+        offset: parse_offset(offset)?,
         notify,
     }))
 }
@@ -437,7 +439,7 @@ fn parse_order_attention(args: &mut Args) -> Result<Command, UsageError> {
         }
     }
     let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
-    let offset = parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?;
+    let offset = parse_offset(offset)?;
     Ok(Command::OrderAttention { db, offset })
 }
 
@@ -479,7 +481,7 @@ fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {
         }
     }
     let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
-    let offset = parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?;
+    let offset = parse_offset(offset)?;
     Ok(Command::NotifyList { db, filter, offset })
 }
 
@@ -619,7 +621,7 @@ fn parse_call(args: &mut Args) -> Result<Command, UsageError> {
             .unwrap_or_else(|| "http://127.0.0.1:9999".into())
             .trim_end_matches('/')
             .to_string(),
-        offset: parse_offset(&offset.unwrap_or_else(|| "+08:00".into()))?,
+        offset: parse_offset(offset)?,
         endpoint,
         json,
     }))
