@@ -429,7 +429,7 @@ fn temp_db(tag: &str) -> PathBuf {
 }
 
 fn create_app(db: &Path) {
-    let (mut conn, _) = store::open_connection(db).expect("open db");
+    let (mut db, _) = store::Offline::open(db).expect("open db");
     let app = App {
         app_id: APP_ID.into(),
         mch_no: MCH_NO.into(),
@@ -443,7 +443,8 @@ fn create_app(db: &Path) {
         enabled: true,
         mch_enabled: true,
     };
-    store::create_app(&mut conn, &app, SystemClock.now_ms()).expect("create app");
+    db.create_app(&app, SystemClock.now_ms())
+        .expect("create app");
 }
 
 /// Fills `db` with `n` `wait` orders named `BIG{i}` in bulk (not through the API: 10 million

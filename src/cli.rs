@@ -5,16 +5,16 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::api::Gateway;
 use crate::channel::Channels;
 use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
 use crate::domain::App;
 use crate::expiry;
+use crate::gateway::Gateway;
 use crate::http::{self, Limits};
 use crate::notify;
 use crate::router::Router;
 use crate::sign;
-use crate::store::{self, CreateAppError, EventFilter, Store};
+use crate::store::{self, CreateAppError, EventFilter, Offline, Store};
 use crate::sys::{self, Clock, OsRandom, Random, SystemClock};
 use crate::wire::{self, Params};
 
@@ -53,7 +53,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     // A damaged file is refused before anything (the migration, the demo app) writes to it; a
     // big one is checked whole once serving (below), so that start-up stays fast.
     let checked = store::check_file(&cfg.db, store::CHECK_BEFORE_SERVING_MAX_BYTES)?;
-    let (mut conn, fresh) = store::open_connection(&cfg.db)?;
+    let (mut db, fresh) = Offline::open(&cfg.db)?;
     let demo = match fresh {
         true => {
             let app = App {
@@ -69,12 +69,12 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
                 enabled: true,
                 mch_enabled: true,
             };
-            store::create_app(&mut conn, &app, clock.now_ms()).map_err(create_error)?;
+            db.create_app(&app, clock.now_ms()).map_err(create_error)?;
             Some(app)
         }
         false => None,
     };
-    drop(conn);
+    drop(db);
     let (store, _) = Store::open(&cfg.db, cfg.offset)?;
     let store = Arc::new(store);
     let listener = TcpListener::bind(&cfg.listen)
@@ -84,9 +84,9 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     // The console's token is settled once the address is ours, so that a generated token is
     // never stored without being printed.
     let admin_token = {
-        let (mut conn, _) = store::open_connection(&cfg.db)?;
+        let (mut db, _) = Offline::open(&cfg.db)?;
         let given = cfg.admin_token.as_ref().map(|t| t.0.as_str());
-        admin::prepare_token(&mut conn, given, random.as_ref(), clock.now_ms())?
+        admin::prepare_token(&mut db, given, random.as_ref(), clock.now_ms())?
     };
     {
         let mut out = std::io::stdout().lock();
@@ -202,26 +202,8 @@ fn create_error(e: CreateAppError) -> RunError {
     }
 }
 
-fn app_json(app: &App) -> String {
-    let mut o = wire::JsonObject::new();
-    o.str("mchNo", Some(&app.mch_no))
-        .str("appId", Some(&app.app_id))
-        .str("signType", Some(app.sign_type.as_str()))
-        .str("secret", Some(&app.secret))
-        .bool("reqSign", Some(app.req_sign))
-        .raw("reqTimeout", Some(&app.req_timeout_secs.to_string()))
-        .str("notifyUrl", app.notify_url.as_deref())
-        .raw("orderTimeout", Some(&app.order_timeout_min.to_string()))
-        .raw(
-            "limitAmount",
-            app.limit_amount.map(|a| a.to_yuan()).as_deref(),
-        )
-        .bool("enabled", Some(app.enabled));
-    o.finish()
-}
-
 fn app_create(cfg: &AppCreateConfig) -> Result<(), RunError> {
-    let (mut conn, _) = store::open_connection(&cfg.db)?;
+    let (mut db, _) = Offline::open(&cfg.db)?;
     let app = App {
         app_id: cfg.app_id.clone(),
         mch_no: cfg.mch_no.clone(),
@@ -238,38 +220,24 @@ fn app_create(cfg: &AppCreateConfig) -> Result<(), RunError> {
         enabled: true,
         mch_enabled: true,
     };
-    store::create_app(&mut conn, &app, SystemClock.now_ms()).map_err(create_error)?;
-    println!("{}", app_json(&app));
+    db.create_app(&app, SystemClock.now_ms())
+        .map_err(create_error)?;
+    println!("{}", wire::app_line(&app));
     Ok(())
 }
 
 fn app_list(db: &std::path::Path) -> Result<(), RunError> {
-    let (conn, _) = store::open_connection(db)?;
-    for app in store::list_apps(&conn)? {
-        println!("{}", app_json(&app));
+    let (db, _) = Offline::open(db)?;
+    for app in db.list_apps()? {
+        println!("{}", wire::app_line(&app));
     }
     Ok(())
 }
 
 fn order_attention(db: &std::path::Path, offset: sys::UtcOffset) -> Result<(), RunError> {
-    let (conn, _) = store::open_connection(db)?;
-    for order in store::attention_orders(&conn, 1000)? {
-        let mut o = wire::JsonObject::new();
-        o.str("orderNo", Some(&order.order_no))
-            .str("bizOrderNo", Some(&order.biz_order_no))
-            .str("appId", Some(&order.app_id))
-            .str("status", Some(order.status.as_str()))
-            .str("amount", Some(&order.amount.to_yuan_fixed()))
-            .str("outOrderNo", order.out_order_no.as_deref())
-            .str("attention", order.attention.as_deref())
-            .str(
-                "since",
-                order
-                    .attention_at
-                    .map(|t| sys::format_time(t, offset))
-                    .as_deref(),
-            );
-        println!("{}", o.finish());
+    let (db, _) = Offline::open(db)?;
+    for order in db.attention_orders(1000)? {
+        println!("{}", wire::attention_line(&order, offset));
     }
     Ok(())
 }
@@ -279,34 +247,16 @@ fn notify_list(
     filter: EventFilter,
     offset: sys::UtcOffset,
 ) -> Result<(), RunError> {
-    let (conn, _) = store::open_connection(db)?;
-    for ev in store::list_events(&conn, filter, 1000)? {
-        let time = |ms: i64| sys::format_time(ms, offset);
-        let mut o = wire::JsonObject::new();
-        o.raw("id", Some(&ev.id.to_string()))
-            .str("orderNo", Some(&ev.order_no))
-            .str("target", Some(&ev.target))
-            .str("url", Some(&ev.url))
-            .str("status", Some(&ev.status))
-            .str("state", Some(&ev.state))
-            .raw("attempts", Some(&ev.attempts.to_string()))
-            .str(
-                "nextAttemptAt",
-                (ev.state == "pending")
-                    .then(|| time(ev.next_attempt_at))
-                    .as_deref(),
-            )
-            .str("lastError", ev.last_error.as_deref())
-            .str("createdAt", Some(&time(ev.created_at)))
-            .str("finishedAt", ev.finished_at.map(time).as_deref());
-        println!("{}", o.finish());
+    let (db, _) = Offline::open(db)?;
+    for ev in db.list_events(filter, 1000)? {
+        println!("{}", wire::event_line(&ev, offset));
     }
     Ok(())
 }
 
 fn notify_resend(db: &std::path::Path, event_id: i64) -> Result<(), RunError> {
-    let (conn, _) = store::open_connection(db)?;
-    if !store::resend_event(&conn, event_id, SystemClock.now_ms())? {
+    let (db, _) = Offline::open(db)?;
+    if !db.resend_event(event_id, SystemClock.now_ms())? {
         return Err(format!("no notification event {event_id}").into());
     }
     println!("event {event_id} is due now; a running server delivers it within a second");
@@ -325,34 +275,22 @@ fn endpoint_fields(path: &str) -> Option<&'static [wire::Field]> {
 }
 
 fn call(cfg: &CallConfig) -> Result<(), RunError> {
-    let (conn, _) = store::open_connection(&cfg.db)?;
-    let app = store::app_by_id(&conn, &cfg.app_id)?
+    let (db, _) = Offline::open(&cfg.db)?;
+    let app = db
+        .app(&cfg.app_id)?
         .ok_or_else(|| format!("no app `{}` in {}", cfg.app_id, cfg.db.display()))?;
-    drop(conn);
-    let mut body = match serde_json::from_str::<serde_json::Value>(&cfg.json) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err("JSON must be an object, e.g. '{\"bizOrderNo\":\"B1\"}'".into()),
-    };
+    drop(db);
     let now = SystemClock.now_ms();
-    body.entry("mchNo")
-        .or_insert_with(|| app.mch_no.clone().into());
-    body.entry("appId")
-        .or_insert_with(|| app.app_id.clone().into());
-    body.entry("reqTime")
-        .or_insert_with(|| sys::format_time(now, cfg.offset).into());
-    body.remove("sign");
-    let raw = serde_json::to_vec(&body)?;
-    if let Some(fields) = endpoint_fields(&cfg.endpoint) {
+    let body = wire::signed_request(&cfg.json, &app, &sys::format_time(now, cfg.offset), |raw| {
         // A request that does not validate is sent unsigned: the server says what is wrong.
-        if let Ok(params) = Params::parse(&raw, &[wire::COMMON, fields], cfg.offset) {
-            let signature = sign::sign(app.sign_type, &params.sign_pairs(), &app.secret);
-            body.insert("sign".into(), signature.into());
-        }
-    }
+        let fields = endpoint_fields(&cfg.endpoint)?;
+        let params = Params::parse(raw, &[wire::COMMON, fields], cfg.offset).ok()?;
+        Some(sign::sign(app.sign_type, &params.sign_pairs(), &app.secret))
+    })?;
     let url = format!("{}{}", cfg.url, cfg.endpoint);
     let reply = ureq::post(&url)
         .set("Content-Type", "application/json; charset=UTF-8")
-        .send_bytes(&serde_json::to_vec(&body)?);
+        .send_bytes(&body);
     let text = match reply {
         Ok(resp) => resp.into_string()?,
         Err(ureq::Error::Status(_, resp)) => resp.into_string()?,

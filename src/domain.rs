@@ -3,7 +3,14 @@
 //! This is the only module that decides which status may follow which. It knows nothing of
 //! JSON (see `wire`) or SQL (see `store`).
 
+use crate::error::{MSG_AMOUNT_FORMAT, MSG_AMOUNT_MIN, MSG_AMOUNT_PRECISION};
 use crate::sign::SignType;
+
+/// The name of the built-in sandbox channel.
+pub const SANDBOX: &str = "sandbox";
+
+/// How long a request's `nonceStr` and its reply are remembered: 24 hours.
+pub const NONCE_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The status of a payment order (DaxPay `PayStatusEnum`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +88,20 @@ pub enum CloseType {
 }
 
 impl CloseType {
+    /// The close a request's `useCancel` asks for.
+    pub fn from_use_cancel(use_cancel: bool) -> CloseType {
+        if use_cancel {
+            CloseType::Cancel
+        } else {
+            CloseType::Close
+        }
+    }
+
+    /// Reads `as_str`'s text back; anything else is a close.
+    pub fn parse(s: &str) -> CloseType {
+        CloseType::from_use_cancel(s == "cancel")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CloseType::Close => "close",
@@ -135,6 +156,34 @@ impl Actor {
             Actor::Expiry => "expiry",
         }
     }
+
+    /// Reads `as_str`'s text back; anything unknown is the API.
+    pub fn parse(s: &str) -> Actor {
+        match s {
+            "admin" => Actor::Admin,
+            "expiry" => Actor::Expiry,
+            _ => Actor::Api,
+        }
+    }
+}
+
+/// Who closes, from where, when: what a close record needs besides the order.
+#[derive(Debug, Clone)]
+pub struct CloseRequest {
+    pub actor: Actor,
+    pub client_ip: Option<String>,
+    pub now: i64,
+}
+
+/// What a channel said when asked to close a trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelCloseOutcome {
+    /// The trade is closed (or cancelled, or never existed): no money can arrive any more.
+    Closed,
+    /// The trade was already paid: the order must become `success`.
+    Paid { trade_no: String, paid_at: i64 },
+    /// The channel refused or failed; the order is unchanged.
+    Failed(String),
 }
 
 /// Money in cents (分). The wire speaks yuan with two decimals.
@@ -153,29 +202,29 @@ impl Amount {
             || !frac.bytes().all(|b| b.is_ascii_digit())
             || (s.contains('.') && frac.is_empty())
         {
-            return Err("支付金额格式错误");
+            return Err(MSG_AMOUNT_FORMAT);
         }
         let frac_trimmed = frac.trim_end_matches('0');
         if frac_trimmed.len() > 2 {
-            return Err("支付金额精度到分, 且要小于一亿元");
+            return Err(MSG_AMOUNT_PRECISION);
         }
         let int = int.trim_start_matches('0');
         if int.len() > 8 {
-            return Err("支付金额精度到分, 且要小于一亿元");
+            return Err(MSG_AMOUNT_PRECISION);
         }
         let yuan: i64 = if int.is_empty() {
             0
         } else {
-            int.parse().map_err(|_| "支付金额格式错误")?
+            int.parse().map_err(|_| MSG_AMOUNT_FORMAT)?
         };
         let mut cents_text = frac_trimmed.to_string();
         while cents_text.len() < 2 {
             cents_text.push('0');
         }
-        let cents: i64 = cents_text.parse().map_err(|_| "支付金额格式错误")?;
+        let cents: i64 = cents_text.parse().map_err(|_| MSG_AMOUNT_FORMAT)?;
         let amount = Amount(yuan * 100 + cents);
         if amount.0 < 1 {
-            return Err("支付金额不可小于0.01元");
+            return Err(MSG_AMOUNT_MIN);
         }
         Ok(amount)
     }
@@ -269,6 +318,22 @@ pub struct Order {
     pub attention_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A merchant notification event (one target of one status change), as operators see it.
+#[derive(Debug, Clone)]
+pub struct EventInfo {
+    pub id: i64,
+    pub order_no: String,
+    pub target: String,
+    pub url: String,
+    pub status: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// How a request names an order: the first non-empty of orderNo, bizOrderNo, outOrderNo.

@@ -41,7 +41,79 @@ pub enum Error {
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// The code of every reply that did not finish (`Unavailable`, `Internal`): the request may or
+/// may not have been acted on.
+pub const CODE_SYSTEM_ERROR: i32 = 10500;
+
+// The texts merchants see, by the code they come with. Every merchant-facing text of the
+// program is here (the admin console's own page texts are in `admin`).
+
+// 10500 (`Unavailable`).
+/// A request was not received within the request timeout (HTTP 408).
+pub const MSG_REQUEST_TIMEOUT: &str = "请求超时，未在时限内收到完整请求，请重新发送";
+/// The server is at its connection limit (HTTP 503).
+pub const MSG_OVERLOADED: &str = "系统繁忙，请稍后重试";
+
+// 10506 (`Validation`).
+pub const MSG_BODY_TOO_LARGE: &str = "请求体过大";
+pub const MSG_HEADERS_TOO_LARGE: &str = "请求头过大";
+pub const MSG_ORDER_KEY_MISSING: &str = "支付订单号不能都为空";
+pub const MSG_MCH_APP_MISMATCH: &str = "商户号与应用不匹配";
+pub const MSG_REQ_TIME_MISSING: &str = "请求时间必填";
+pub const MSG_REQ_STALE: &str = "请求已过期，请重新发送！";
+pub const MSG_REQ_IN_FUTURE: &str = "请求时间晚于服务器接收到的时间，请检查";
+pub const MSG_NONCE_REUSED: &str = "nonceStr已被使用, 且请求参数不同";
+pub const MSG_CLIENT_IP_BAD: &str = "客户端ip格式不正确";
+pub const MSG_EXPIRED_TIME_PAST: &str = "过期时间必须晚于当前时间";
+pub const MSG_AMOUNT_MISSING: &str = "支付金额不可为空";
+pub const MSG_AMOUNT_FORMAT: &str = "支付金额格式错误";
+pub const MSG_AMOUNT_PRECISION: &str = "支付金额精度到分, 且要小于一亿元";
+pub const MSG_AMOUNT_MIN: &str = "支付金额不可小于0.01元";
+
+/// 10506: a required field is absent or blank.
+pub fn msg_missing(label: &str) -> String {
+    format!("{label}不可为空")
+}
+
+/// 10506: a field is longer than its limit.
+pub fn msg_too_long(label: &str, max: usize) -> String {
+    format!("{label}不可超过{max}位")
+}
+
+/// 10506: a pay method DaxPay does not know.
+pub fn msg_unknown_method(method: &str) -> String {
+    format!("不支持的支付方式: {method}")
+}
+
+// 20023 (`Config`).
+pub const MSG_NO_MERCHANT: &str = "未找到指定的商户配置";
+pub const MSG_NO_APP: &str = "未找到指定的应用配置";
+pub const MSG_MERCHANT_DISABLED: &str = "商户未启用";
+pub const MSG_APP_DISABLED: &str = "商户应用未启用";
+
+// 20044 (`TradeStatus`).
 pub const MSG_NOT_CLOSABLE: &str = "订单不是支付中, 无法进行关闭订单";
+pub const MSG_PAID_NOT_CLOSABLE: &str = "订单已支付成功, 无法关闭";
+pub const MSG_PAY_EXPIRED: &str = "订单已过期, 无法支付";
+pub const MSG_STATUS_CHANGED_QUERY: &str = "订单状态已变化, 请重新查询";
+pub const MSG_ALREADY_PAID: &str = "已经支付成功，请勿重新支付";
+pub const MSG_FAILED_OR_CLOSED: &str = "该订单支付失败或已经被关闭";
+// The sandbox payer's refusals.
+pub const MSG_PAY_ORDER_PAID: &str = "订单已支付成功, 请勿重复支付";
+pub const MSG_PAY_ORDER_CLOSED: &str = "订单已关闭, 无法支付";
+pub const MSG_PAY_ORDER_CANCELLED: &str = "订单已撤销, 无法支付";
+pub const MSG_PAY_ORDER_FAILED: &str = "订单支付失败, 无法支付";
+pub const MSG_PAY_NOT_SANDBOX: &str = "订单不是沙箱通道的订单";
+pub const MSG_PAY_TRADE_CLOSED: &str = "交易已关闭, 无法支付";
+pub const MSG_PAY_TRADE_CANCELLED: &str = "交易已撤销, 无法支付";
+pub const MSG_PAY_TRADE_PAID: &str = "交易已支付, 请勿重复支付";
+pub const MSG_PAY_STATUS_CHANGED: &str = "订单状态已变化, 无法支付";
+
+// Close records (shown to operators in the console).
+pub const MSG_RECORD_STATUS_CHANGED: &str = "订单状态已变化";
+pub const MSG_RECORD_PAID_AT_CHANNEL: &str = "通道交易已支付, 订单状态同步为支付成功";
+pub const MSG_RECORD_INTERRUPTED: &str =
+    "关闭未完成: 进程停止时通道交易仍未关闭, 已撤销 (interrupted before the channel closed)";
 
 impl Error {
     /// The DaxPay code of this error.
@@ -49,7 +121,7 @@ impl Error {
         match self {
             Error::NoSuchPath => 10404,
             Error::MethodNotAllowed => 10405,
-            Error::Unavailable(_) | Error::Internal(_) => 10500,
+            Error::Unavailable(_) | Error::Internal(_) => CODE_SYSTEM_ERROR,
             Error::JsonParse(_) => 10505,
             Error::Validation(_) => 10506,
             Error::NoSuchChannel => 20011,

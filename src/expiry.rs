@@ -5,7 +5,7 @@
 //! its channel was asked, so that money that arrived wins (the order becomes `success`) and an
 //! open trade is closed at the channel before the order is closed locally.
 //!
-//! The same thread prunes the `nonceStr` replies older than a day (`api::nonce`).
+//! The same thread prunes the `nonceStr` replies older than a day (`NONCE_TTL_MS`).
 //!
 //! `recover` finishes or undoes the closes whose intent outlived their process: it asks the
 //! channel what the trade is, and applies that.
@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::api::close::close_order;
-use crate::api::Gateway;
 use crate::channel::TradeState;
-use crate::domain::{Actor, Order, PayStatus};
-use crate::error::Error;
-use crate::store::{ChannelCloseOutcome, CloseRequest, Payment};
+use crate::close::close_order;
+use crate::domain::{Actor, ChannelCloseOutcome, CloseRequest, Order, PayStatus, NONCE_TTL_MS};
+use crate::error::{Error, MSG_RECORD_INTERRUPTED};
+use crate::gateway::Gateway;
+use crate::store::{OrderRef, Payment};
 
 /// Orders handled per batch of a sweep.
 const BATCH: usize = 200;
@@ -44,7 +44,7 @@ pub fn start(gw: Arc<Gateway>, interval: Duration) -> std::io::Result<()> {
         .name("expiry".into())
         .spawn(move || loop {
             recover(&gw, gw.now() - STALE_INTENT_MS);
-            match gw.store.prune_nonces(gw.now() - crate::api::nonce::TTL_MS) {
+            match gw.store.prune_nonces(gw.now() - NONCE_TTL_MS) {
                 Ok(0) => {}
                 Ok(n) => log::debug!("expiry: pruned {n} remembered nonceStr replies"),
                 Err(e) => log::error!("expiry: cannot prune nonceStr replies: {e}"),
@@ -114,7 +114,8 @@ fn expire(gw: &Gateway, order: &Order) -> Result<Expired, Error> {
             };
         }
     }
-    close_order(gw, order, false, req).map(|_| Expired::Closed)
+    close_order(&gw.store, &gw.channels, OrderRef::Id(order.id), false, req)
+        .map(|_| Expired::Closed)
 }
 
 /// Finishes or undoes every close intent created at or before `before`, by asking the channel.
@@ -148,15 +149,25 @@ pub fn recover(gw: &Gateway, before: i64) -> usize {
                 order.id,
                 intent.close_type,
                 req,
-                "关闭未完成: 进程停止时通道交易仍未关闭, 已撤销 (interrupted before the channel closed)".into(),
+                MSG_RECORD_INTERRUPTED.into(),
             ),
             TradeState::Closed | TradeState::NotFound => gw
                 .store
-                .finish_channel_close(order.id, intent.close_type, ChannelCloseOutcome::Closed, req)
+                .finish_channel_close(
+                    order.id,
+                    intent.close_type,
+                    ChannelCloseOutcome::Closed,
+                    req,
+                )
                 .map(|_| ()),
             TradeState::Paid { trade_no, paid_at } => gw
                 .store
-                .finish_channel_close(order.id, intent.close_type, ChannelCloseOutcome::Paid { trade_no, paid_at }, req)
+                .finish_channel_close(
+                    order.id,
+                    intent.close_type,
+                    ChannelCloseOutcome::Paid { trade_no, paid_at },
+                    req,
+                )
                 .map(|_| ()),
         };
         match result {

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::admin;
-use crate::api::{self, Answer, Gateway};
-use crate::error::Error;
+use crate::api::{self, Answer};
+use crate::error::{
+    Error, MSG_BODY_TOO_LARGE, MSG_HEADERS_TOO_LARGE, MSG_OVERLOADED, MSG_REQUEST_TIMEOUT,
+};
+use crate::gateway::Gateway;
 use crate::http::{Handler, ReadError, Request, Response};
 use crate::sys;
 use crate::wire;
@@ -18,11 +21,6 @@ thread_local! {
     /// The trace id of the request this thread is answering, for `on_panic`.
     static TRACE_ID: RefCell<String> = const { RefCell::new(String::new()) };
 }
-
-/// The reply text when a request was not received within the request timeout (HTTP 408).
-pub const MSG_REQUEST_TIMEOUT: &str = "请求超时，未在时限内收到完整请求，请重新发送";
-/// The reply text when the server is at its connection limit (HTTP 503).
-pub const MSG_OVERLOADED: &str = "系统繁忙，请稍后重试";
 
 /// The application as the HTTP server sees it.
 pub struct Router {
@@ -105,8 +103,8 @@ impl Handler for Router {
     fn on_read_error(&self, err: ReadError, req: Option<&Request>) -> Response {
         let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
         let error = match err {
-            ReadError::BodyTooLarge => Error::Validation("请求体过大".into()),
-            ReadError::HeadersTooLarge => Error::Validation("请求头过大".into()),
+            ReadError::BodyTooLarge => Error::Validation(MSG_BODY_TOO_LARGE.into()),
+            ReadError::HeadersTooLarge => Error::Validation(MSG_HEADERS_TOO_LARGE.into()),
             ReadError::Malformed => Error::JsonParse("malformed HTTP request".into()),
             ReadError::Timeout => Error::Unavailable(MSG_REQUEST_TIMEOUT),
         };

@@ -9,8 +9,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::{Amount, Order};
-use crate::error::Error;
+use crate::domain::{Amount, App, EventInfo, Order, OrderKey};
+use crate::error::{
+    msg_missing, msg_too_long, msg_unknown_method, Error, MSG_AMOUNT_MISSING, MSG_CLIENT_IP_BAD,
+    MSG_ORDER_KEY_MISSING,
+};
 use crate::sign::{self, SignType};
 use crate::sys::{self, UtcOffset};
 
@@ -188,19 +191,19 @@ impl Params {
         let mut problems = Vec::new();
         for field in fields.iter().flat_map(|fs| fs.iter()) {
             match (params.get(field.name), field.kind) {
-                (None, _) if field.required => problems.push(format!("{}不可为空", field.label)),
+                (None, _) if field.required => problems.push(msg_missing(field.label)),
                 (Some(Val::Str(s)), _) if field.required && s.trim().is_empty() => {
-                    problems.push(format!("{}不可为空", field.label))
+                    problems.push(msg_missing(field.label))
                 }
                 (Some(Val::Str(s)), Kind::Str(max)) if s.chars().count() > max => {
-                    problems.push(format!("{}不可超过{}位", field.label, max))
+                    problems.push(msg_too_long(field.label, max))
                 }
                 _ => {}
             }
         }
         if let Some(ip) = params.str("clientIp") {
             if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-                problems.push("客户端ip格式不正确".to_string());
+                problems.push(MSG_CLIENT_IP_BAD.to_string());
             }
         }
         if !problems.is_empty() {
@@ -551,12 +554,209 @@ pub fn notice_body(
     o.finish()
 }
 
+/// The fields every signed request has (DaxPay `DaxPayRequest` plus `mchNo`), as sent. The
+/// optional ones are `None` when absent or empty.
+#[derive(Debug, Clone, Copy)]
+pub struct Common<'a> {
+    pub mch_no: &'a str,
+    pub app_id: &'a str,
+    pub sign: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    /// `reqTime` as milliseconds since the epoch.
+    pub req_time: Option<i64>,
+}
+
+impl Params {
+    /// The common fields of this request.
+    pub fn common(&self) -> Common<'_> {
+        Common {
+            mch_no: self.str("mchNo").unwrap_or_default(),
+            app_id: self.str("appId").unwrap_or_default(),
+            sign: self.non_empty("sign"),
+            nonce: self.non_empty("nonceStr"),
+            client_ip: self.non_empty("clientIp"),
+            req_time: self.time_ms("reqTime"),
+        }
+    }
+}
+
+/// The order a close or query names: the first non-empty of `orderNo`, `bizOrderNo`,
+/// `outOrderNo` (10506 when all are empty or absent).
+pub fn order_key(p: &Params) -> Result<OrderKey, Error> {
+    OrderKey::pick(p.str("orderNo"), p.str("bizOrderNo"), p.str("outOrderNo"))
+        .ok_or_else(|| Error::Validation(MSG_ORDER_KEY_MISSING.into()))
+}
+
+/// `POST /unipay/close`, typed.
+#[derive(Debug, Clone)]
+pub struct CloseInput {
+    pub key: OrderKey,
+    /// `useCancel`: cancel the trade at the channel instead of closing it (absent is false).
+    pub use_cancel: bool,
+}
+
+pub fn close_input(p: &Params) -> Result<CloseInput, Error> {
+    Ok(CloseInput {
+        key: order_key(p)?,
+        use_cancel: p.bool("useCancel").unwrap_or(false),
+    })
+}
+
+/// The order fields `/unipay/pay` and `/unipay/gateway/prePay` share, typed.
+#[derive(Debug, Clone)]
+pub struct OrderInput {
+    pub biz_order_no: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub allocation: Option<bool>,
+    pub auto_allocation: Option<bool>,
+    /// `expiredTime` in ms, when sent.
+    pub expired_time: Option<i64>,
+    pub amount: Amount,
+    pub limit_pay: Option<String>,
+    pub attach: Option<String>,
+    /// `notifyUrl` when sent and not empty.
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+}
+
+/// Reads the order fields; 10506 for a missing or malformed amount.
+pub fn order_input(p: &Params) -> Result<OrderInput, Error> {
+    let owned = |name: &str| p.str(name).map(str::to_string);
+    Ok(OrderInput {
+        amount: amount(p)?,
+        biz_order_no: owned("bizOrderNo").unwrap_or_default(),
+        title: owned("title").unwrap_or_default(),
+        description: owned("description"),
+        allocation: p.bool("allocation"),
+        auto_allocation: p.bool("autoAllocation"),
+        expired_time: p.time_ms("expiredTime"),
+        limit_pay: owned("limitPay"),
+        attach: owned("attach"),
+        notify_url: p.non_empty("notifyUrl").map(str::to_string),
+        return_url: owned("returnUrl"),
+    })
+}
+
+/// What `/unipay/pay` asks of the channel, typed (the order fields are `order_input`).
+#[derive(Debug, Clone)]
+pub struct PayInput {
+    pub channel: String,
+    /// One of `METHODS`.
+    pub method: String,
+    pub other_method: Option<String>,
+    pub extra_param: Option<String>,
+}
+
+/// Reads the channel fields of a pay request; 10506 for a method DaxPay does not know.
+pub fn pay_input(p: &Params) -> Result<PayInput, Error> {
+    let method = p.str("method").unwrap_or_default();
+    if !METHODS.contains(&method) {
+        return Err(Error::Validation(msg_unknown_method(method)));
+    }
+    Ok(PayInput {
+        channel: p.str("channel").unwrap_or_default().to_string(),
+        method: method.to_string(),
+        other_method: p.str("otherMethod").map(str::to_string),
+        extra_param: p.str("extraParam").map(str::to_string),
+    })
+}
+
 /// The validated `amount` of a pay request, in cents.
-pub fn amount(params: &Params) -> Result<Amount, Error> {
+fn amount(params: &Params) -> Result<Amount, Error> {
     let text = params
         .decimal("amount")
-        .ok_or_else(|| Error::Validation("支付金额不可为空".into()))?;
+        .ok_or_else(|| Error::Validation(MSG_AMOUNT_MISSING.into()))?;
     Amount::parse_yuan(text).map_err(|why| Error::Validation(why.into()))
+}
+
+/// An app as `unipay app create|list` print it, secret included (the operator asked for it).
+pub fn app_line(app: &App) -> String {
+    let mut o = JsonObject::new();
+    o.str("mchNo", Some(&app.mch_no))
+        .str("appId", Some(&app.app_id))
+        .str("signType", Some(app.sign_type.as_str()))
+        .str("secret", Some(&app.secret))
+        .bool("reqSign", Some(app.req_sign))
+        .raw("reqTimeout", Some(&app.req_timeout_secs.to_string()))
+        .str("notifyUrl", app.notify_url.as_deref())
+        .raw("orderTimeout", Some(&app.order_timeout_min.to_string()))
+        .raw(
+            "limitAmount",
+            app.limit_amount.map(|a| a.to_yuan()).as_deref(),
+        )
+        .bool("enabled", Some(app.enabled));
+    o.finish()
+}
+
+/// An order that needs an operator, as `unipay order attention` prints it.
+pub fn attention_line(order: &Order, offset: UtcOffset) -> String {
+    let mut o = JsonObject::new();
+    o.str("orderNo", Some(&order.order_no))
+        .str("bizOrderNo", Some(&order.biz_order_no))
+        .str("appId", Some(&order.app_id))
+        .str("status", Some(order.status.as_str()))
+        .str("amount", Some(&order.amount.to_yuan_fixed()))
+        .str("outOrderNo", order.out_order_no.as_deref())
+        .str("attention", order.attention.as_deref())
+        .str(
+            "since",
+            order
+                .attention_at
+                .map(|t| sys::format_time(t, offset))
+                .as_deref(),
+        );
+    o.finish()
+}
+
+/// A notification event, as `unipay notify list` prints it.
+pub fn event_line(ev: &EventInfo, offset: UtcOffset) -> String {
+    let time = |ms: i64| sys::format_time(ms, offset);
+    let mut o = JsonObject::new();
+    o.raw("id", Some(&ev.id.to_string()))
+        .str("orderNo", Some(&ev.order_no))
+        .str("target", Some(&ev.target))
+        .str("url", Some(&ev.url))
+        .str("status", Some(&ev.status))
+        .str("state", Some(&ev.state))
+        .raw("attempts", Some(&ev.attempts.to_string()))
+        .str(
+            "nextAttemptAt",
+            (ev.state == "pending")
+                .then(|| time(ev.next_attempt_at))
+                .as_deref(),
+        )
+        .str("lastError", ev.last_error.as_deref())
+        .str("createdAt", Some(&time(ev.created_at)))
+        .str("finishedAt", ev.finished_at.map(time).as_deref());
+    o.finish()
+}
+
+/// The body `unipay call` sends: the operator's JSON object with `mchNo`, `appId` and
+/// `reqTime` filled in when absent, any `sign` replaced by what `sign` computes over the raw
+/// body (none when it gives `None`).
+pub fn signed_request(
+    json: &str,
+    app: &App,
+    req_time: &str,
+    sign: impl FnOnce(&[u8]) -> Option<String>,
+) -> Result<Vec<u8>, String> {
+    let mut body = match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err("JSON must be an object, e.g. '{\"bizOrderNo\":\"B1\"}'".into()),
+    };
+    body.entry("mchNo")
+        .or_insert_with(|| app.mch_no.clone().into());
+    body.entry("appId")
+        .or_insert_with(|| app.app_id.clone().into());
+    body.entry("reqTime").or_insert_with(|| req_time.into());
+    body.remove("sign");
+    let raw = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    if let Some(signature) = sign(&raw) {
+        body.insert("sign".into(), signature.into());
+    }
+    serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -8,23 +8,22 @@
 //! HTML) or a redirect to the login page, and never any data.
 //!
 //! The console reads through `store::admin` and changes orders only through the same paths as
-//! the API: a close is `api::close::close_order` with actor `admin`, a resend is
+//! the API: a close is `close::close_order` with actor `admin`, a resend is
 //! `Store::resend_event`. Rendering is in `pages`, query strings and forms in `form`.
 
 pub mod form;
 mod pages;
 
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use crate::api::close::close_order;
-use crate::api::Gateway;
-use crate::domain::{Actor, PayStatus};
+use crate::close::close_order;
+use crate::domain::{Actor, CloseRequest, PayStatus};
 use crate::error::Error;
+use crate::gateway::Gateway;
 use crate::http::{Request, Response};
 use crate::sign::constant_time_eq;
-use crate::store::admin::{self as store_admin, OrderFilter};
-use crate::store::{self, CloseRequest};
+use crate::store::admin::OrderFilter;
+use crate::store::{Offline, OrderRef};
 use crate::sys::{self, Random, UtcOffset};
 use pages::Ctx;
 
@@ -51,20 +50,20 @@ pub fn hash_token(token: &str) -> String {
 /// replaces the stored one; without it a token is generated when there is none. Returns a
 /// generated token, which the caller prints once; it is not kept anywhere in clear.
 pub fn prepare_token(
-    conn: &mut Connection,
+    db: &mut Offline,
     given: Option<&str>,
     random: &dyn Random,
     now: i64,
-) -> rusqlite::Result<Option<String>> {
+) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(token) = given {
-        store_admin::set_admin_token_hash(conn, &hash_token(token), now)?;
+        db.set_admin_token_hash(&hash_token(token), now)?;
         return Ok(None);
     }
-    if store_admin::admin_token_hash(conn)?.is_some() {
+    if db.admin_token_hash()?.is_some() {
         return Ok(None);
     }
     let token = sys::random_alnum(random, 32);
-    store_admin::set_admin_token_hash(conn, &hash_token(&token), now)?;
+    db.set_admin_token_hash(&hash_token(&token), now)?;
     Ok(Some(token))
 }
 
@@ -242,7 +241,7 @@ fn authorized(gw: &Gateway, req: &Request, who: &Who, now: i64) -> Result<Respon
         }
         (["events", id, "resend"], _, true) => resend(gw, &ctx, id, now),
         (["apps"], true, _) => {
-            let apps = gw.store.read(|c| Ok(store::list_apps(c)?))?;
+            let apps = gw.store.list_apps()?;
             Ok(Response::html(pages::apps(&ctx, &apps)))
         }
         (["logout"], _, true) => {
@@ -337,7 +336,7 @@ fn parse_filter(
 
 fn orders(gw: &Gateway, ctx: &Ctx, req: &Request) -> Result<Response, Error> {
     let fields = form::parse(&req.query);
-    let apps = gw.store.read(|c| Ok(store::list_apps(c)?))?;
+    let apps = gw.store.list_apps()?;
     let channels = gw.store.admin_channels()?;
     let (filter, page, error) = match parse_filter(&fields, gw.offset) {
         Ok((f, p)) => (f, p, None),
@@ -400,7 +399,8 @@ fn close(
         now,
     };
     let what = if use_cancel { "cancel" } else { "close" };
-    let (ok, msg) = match close_order(gw, &order, use_cancel, close_req) {
+    let order = OrderRef::Id(order.id);
+    let (ok, msg) = match close_order(&gw.store, &gw.channels, order, use_cancel, close_req) {
         Ok(after) => (true, format!("操作成功: 订单现为{}", after.status.label())),
         Err(Error::Internal(cause)) => return Err(Error::Internal(cause)),
         Err(err) => (false, format!("操作失败: {}", err.message())),

@@ -1,8 +1,7 @@
 //! The DaxPay endpoints. Each endpoint is one file with the same five steps: parse the body,
-//! verify the signature, turn the fields into typed input, do one store operation, and return
-//! typed output, which `respond` wraps in the envelope and signs. This module holds what the
-//! endpoints share: the `Gateway` (everything a handler needs), the common checks of spec §2,
-//! and the one envelope function.
+//! verify the signature, turn the fields into typed input (`wire`), do one store operation, and
+//! return typed output, which `respond` wraps in the envelope and signs. This module holds what
+//! the endpoints share: the common checks of spec §2 (`signed`) and the one envelope function.
 
 pub mod close;
 pub mod nonce;
@@ -10,53 +9,15 @@ pub mod pay;
 pub mod query;
 pub mod sandbox;
 
-use std::sync::Arc;
-
-use crate::channel::Channels;
 use crate::domain::App;
-use crate::error::Error;
+use crate::error::{
+    Error, MSG_APP_DISABLED, MSG_MCH_APP_MISMATCH, MSG_MERCHANT_DISABLED, MSG_NO_APP,
+    MSG_NO_MERCHANT, MSG_REQ_IN_FUTURE, MSG_REQ_STALE, MSG_REQ_TIME_MISSING,
+};
+use crate::gateway::Gateway;
 use crate::http::{Request, Response};
-use crate::store::Store;
-use crate::sys::{self, Clock, Random, UtcOffset};
+use crate::sys;
 use crate::wire::{self, Field, Params, Signer};
-
-/// Everything a request handler needs: the store, the channels, time and randomness.
-pub struct Gateway {
-    pub store: Arc<Store>,
-    pub channels: Channels,
-    pub clock: Arc<dyn Clock>,
-    pub random: Arc<dyn Random>,
-    pub offset: UtcOffset,
-    /// Where this server is reached, for links it hands out (`http://127.0.0.1:9999`).
-    pub base_url: String,
-    /// The `nonceStr` keys whose first request is being handled.
-    pub nonces: nonce::InFlight,
-}
-
-impl Gateway {
-    pub fn new(
-        store: Arc<Store>,
-        channels: Channels,
-        clock: Arc<dyn Clock>,
-        random: Arc<dyn Random>,
-        base_url: String,
-    ) -> Gateway {
-        let offset = store.offset();
-        Gateway {
-            store,
-            channels,
-            clock,
-            random,
-            offset,
-            base_url,
-            nonces: nonce::InFlight::default(),
-        }
-    }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now_ms()
-    }
-}
 
 /// A request that passed the common checks: its fields, its app, and when it came.
 pub struct Call {
@@ -99,7 +60,7 @@ pub fn signed(
     let window = check_window(&call, now);
     let run = || respond(gw, handler(gw, &call), Some(&call.app), now, trace_id);
     // A request with a nonceStr is acted on at most once; its reply is remembered (`nonce`).
-    match call.params.non_empty("nonceStr") {
+    match call.params.common().nonce {
         Some(n) => nonce::once(gw, &req.path, &call, n, trace_id, window, run),
         None => match window {
             Ok(()) => run(),
@@ -118,30 +79,26 @@ fn check(
     app_out: &mut Option<App>,
 ) -> Result<Call, Error> {
     let params = Params::parse(&req.body, &[wire::COMMON, fields], gw.offset)?;
-    let mch_no = params.str("mchNo").unwrap_or_default();
-    let app_id = params.str("appId").unwrap_or_default();
-    let (mch_enabled, app) = gw.store.merchant_and_app(mch_no, app_id)?;
+    let common = params.common();
+    let (mch_enabled, app) = gw.store.merchant_and_app(common.mch_no, common.app_id)?;
     *app_out = app.clone();
     let Some(mch_enabled) = mch_enabled else {
-        return Err(Error::Config("未找到指定的商户配置"));
+        return Err(Error::Config(MSG_NO_MERCHANT));
     };
     let Some(app) = app else {
-        return Err(Error::Config("未找到指定的应用配置"));
+        return Err(Error::Config(MSG_NO_APP));
     };
-    if app.mch_no != mch_no {
-        return Err(Error::Validation("商户号与应用不匹配".into()));
+    if app.mch_no != common.mch_no {
+        return Err(Error::Validation(MSG_MCH_APP_MISMATCH.into()));
     }
     if !mch_enabled {
-        return Err(Error::Config("商户未启用"));
+        return Err(Error::Config(MSG_MERCHANT_DISABLED));
     }
     if !app.enabled {
-        return Err(Error::Config("商户应用未启用"));
+        return Err(Error::Config(MSG_APP_DISABLED));
     }
     if app.req_sign {
-        let given = params
-            .str("sign")
-            .filter(|s| !s.is_empty())
-            .ok_or(Error::BadSign)?;
+        let given = common.sign.ok_or(Error::BadSign)?;
         if !crate::sign::verify(app.sign_type, &params.sign_pairs(), &app.secret, given) {
             return Err(Error::BadSign);
         }
@@ -154,16 +111,15 @@ fn check_window(call: &Call, now: i64) -> Result<(), Error> {
     let (app, params) = (&call.app, &call.params);
     if app.req_timeout_secs > 0 {
         let req_time = params
-            .time_ms("reqTime")
-            .ok_or_else(|| Error::Validation("请求时间必填".into()))?;
+            .common()
+            .req_time
+            .ok_or_else(|| Error::Validation(MSG_REQ_TIME_MISSING.into()))?;
         let window = app.req_timeout_secs * 1000;
         if now - req_time > window {
-            return Err(Error::Validation("请求已过期，请重新发送！".into()));
+            return Err(Error::Validation(MSG_REQ_STALE.into()));
         }
         if req_time - now > window {
-            return Err(Error::Validation(
-                "请求时间晚于服务器接收到的时间，请检查".into(),
-            ));
+            return Err(Error::Validation(MSG_REQ_IN_FUTURE.into()));
         }
     }
     Ok(())

@@ -1,33 +1,36 @@
 //! `POST /unipay/pay` (an order handed to a channel, `progress`) and
 //! `POST /unipay/gateway/prePay` (an order waiting for a cashier, `wait`).
 
-use crate::api::{Call, Gateway};
+use crate::api::Call;
 use crate::domain::{Order, PayStatus};
-use crate::error::Error;
+use crate::error::{
+    Error, MSG_ALREADY_PAID, MSG_EXPIRED_TIME_PAST, MSG_FAILED_OR_CLOSED, MSG_PAY_EXPIRED,
+    MSG_STATUS_CHANGED_QUERY,
+};
+use crate::gateway::Gateway;
 use crate::store::{Inserted, NewOrder};
-use crate::wire::{self, Params};
+use crate::wire;
 
 /// `/unipay/pay`.
 pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
-    let p = &call.params;
-    let method = p.str("method").unwrap_or_default();
-    if !wire::METHODS.contains(&method) {
-        return Err(Error::Validation(format!("不支持的支付方式: {method}")));
-    }
-    let channel_name = p.str("channel").unwrap_or_default();
-    let channel = gw.channels.get(channel_name).ok_or(Error::NoSuchChannel)?;
+    let input = wire::pay_input(&call.params)?;
+    let method = input.method.as_str();
+    let channel = gw
+        .channels
+        .get(&input.channel)
+        .ok_or(Error::NoSuchChannel)?;
     let mut new = new_order(call, PayStatus::Progress)?;
     new.channel = Some(channel.name().to_string());
-    new.method = Some(method.to_string());
-    new.other_method = p.str("otherMethod").map(str::to_string);
-    new.extra_param = p.str("extraParam").map(str::to_string);
+    new.method = Some(input.method.clone());
+    new.other_method = input.other_method;
+    new.extra_param = input.extra_param;
     let order = match insert(gw, new)? {
         Ok(created) => created,
         // An order waiting for a cashier (prePay) is handed to the channel now.
         Err(existing)
             if existing.status == PayStatus::Wait && existing.expired_time <= call.now =>
         {
-            return Err(Error::TradeStatus("订单已过期, 无法支付".into()));
+            return Err(Error::TradeStatus(MSG_PAY_EXPIRED.into()));
         }
         Err(existing) if existing.status == PayStatus::Wait => {
             let handed = gw.store.hand_to_channel(
@@ -36,7 +39,7 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
                 method.to_string(),
                 call.now,
             )?;
-            handed.ok_or_else(|| Error::TradeStatus("订单状态已变化, 请重新查询".into()))?
+            handed.ok_or_else(|| Error::TradeStatus(MSG_STATUS_CHANGED_QUERY.into()))?
         }
         Err(existing) => {
             let pay_body = existing
@@ -73,41 +76,37 @@ pub fn handle_pre_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error
 
 /// The fields both endpoints share, validated.
 fn new_order(call: &Call, status: PayStatus) -> Result<NewOrder, Error> {
-    let p: &Params = &call.params;
-    let amount = wire::amount(p)?;
+    let input = wire::order_input(&call.params)?;
     if let Some(limit) = call.app.limit_amount {
-        if amount > limit {
+        if input.amount > limit {
             return Err(Error::AmountLimit);
         }
     }
-    let expired_time = match p.time_ms("expiredTime") {
-        Some(t) if t <= call.now => {
-            return Err(Error::Validation("过期时间必须晚于当前时间".into()))
-        }
+    let expired_time = match input.expired_time {
+        Some(t) if t <= call.now => return Err(Error::Validation(MSG_EXPIRED_TIME_PAST.into())),
         Some(t) => t,
         None => call.now + call.app.order_timeout_min * 60_000,
     };
-    let owned = |name: &str| p.str(name).map(str::to_string);
     Ok(NewOrder {
         mch_no: call.app.mch_no.clone(),
         app_id: call.app.app_id.clone(),
-        biz_order_no: owned("bizOrderNo").unwrap_or_default(),
-        title: owned("title").unwrap_or_default(),
-        description: owned("description"),
-        allocation: p.bool("allocation"),
-        auto_allocation: p.bool("autoAllocation"),
+        biz_order_no: input.biz_order_no,
+        title: input.title,
+        description: input.description,
+        allocation: input.allocation,
+        auto_allocation: input.auto_allocation,
         channel: None,
         method: None,
         other_method: None,
-        limit_pay: owned("limitPay"),
-        amount,
+        limit_pay: input.limit_pay,
+        amount: input.amount,
         status,
         expired_time,
-        attach: owned("attach"),
-        notify_url: owned("notifyUrl").filter(|u| !u.is_empty()),
-        return_url: owned("returnUrl"),
+        attach: input.attach,
+        notify_url: input.notify_url,
+        return_url: input.return_url,
         extra_param: None,
-        client_ip: p.non_empty("clientIp").map(str::to_string),
+        client_ip: call.params.common().client_ip.map(str::to_string),
         now: call.now,
     })
 }
@@ -119,8 +118,8 @@ fn insert(gw: &Gateway, new: NewOrder) -> Result<Result<Order, Order>, Error> {
         Inserted::Created(order) => Ok(Ok(order)),
         Inserted::Existing(existing) => match existing.status {
             PayStatus::Wait | PayStatus::Progress => Ok(Err(existing)),
-            PayStatus::Success => Err(Error::TradeStatus("已经支付成功，请勿重新支付".into())),
-            _ => Err(Error::TradeStatus("该订单支付失败或已经被关闭".into())),
+            PayStatus::Success => Err(Error::TradeStatus(MSG_ALREADY_PAID.into())),
+            _ => Err(Error::TradeStatus(MSG_FAILED_OR_CLOSED.into())),
         },
     }
 }

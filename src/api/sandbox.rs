@@ -5,8 +5,9 @@
 //! the order's app): code 0 when the payment went through, 20044 with the reason when the trade
 //! is closed, cancelled, already paid or expired, 20041 for an unknown order.
 
-use crate::api::{respond, Answer, Gateway};
+use crate::api::{respond, Answer};
 use crate::channel::Sandbox;
+use crate::gateway::Gateway;
 use crate::html::escape;
 use crate::http::Response;
 use crate::sys;

@@ -1,7 +1,7 @@
 //! Payment channels: where the payer's money actually moves.
 //!
 //! A `Channel` is asked to start a payment, and to close or cancel a trade so that no money can
-//! arrive any more. The close logic (`api::close`) only speaks this trait, so real channels
+//! arrive any more. The close logic (`close`) only speaks this trait, so real channels
 //! (Alipay, WeChat Pay) can be added beside `sandbox` without touching it. Channel calls are
 //! network I/O for real channels: they are never made inside a store transaction.
 
@@ -9,15 +9,12 @@ mod sandbox;
 
 use std::sync::Arc;
 
-use crate::domain::{CloseType, Order};
+use crate::domain::{ChannelCloseOutcome, CloseType, Order};
 use crate::error::Error;
-use crate::store::{ChannelCloseOutcome, Store};
+use crate::store::Store;
 use crate::sys::{Clock, Random};
 
 pub use sandbox::{cashier_url, Sandbox};
-
-/// The name of the built-in sandbox channel.
-pub const SANDBOX: &str = "sandbox";
 
 /// What a channel hands back when a payment starts.
 #[derive(Debug, Clone)]

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{Channel, PayStart, TradeState, SANDBOX};
-use crate::domain::{CloseType, Order};
+use super::{Channel, PayStart, TradeState};
+use crate::domain::{ChannelCloseOutcome, CloseType, Order, SANDBOX};
 use crate::error::Error;
-use crate::store::{ChannelCloseOutcome, SandboxTrade, Store};
+use crate::store::{SandboxTrade, Store};
 use crate::sys::{self, Clock, Random};
 
 pub struct Sandbox {

@@ -51,18 +51,6 @@ impl Default for NotifyConfig {
     }
 }
 
-/// Parses a schedule like `15s,15s,30s,3m,1h` (see `config::parse_duration`).
-pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
-    let out = text
-        .split(',')
-        .map(|part| crate::config::parse_duration(part.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
-    if out.is_empty() || out.len() > 100 {
-        return Err("the schedule needs 1 to 100 durations".into());
-    }
-    Ok(out)
-}
-
 /// Most characters of a reply or an error kept in an attempt record.
 const DETAIL_CHARS: usize = 300;
 /// Most bytes of a merchant's reply read.
@@ -289,25 +277,6 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schedules_parse() {
-        assert_eq!(
-            parse_schedule("1s,1s,2s").unwrap(),
-            vec![
-                Duration::from_secs(1),
-                Duration::from_secs(1),
-                Duration::from_secs(2)
-            ]
-        );
-        assert_eq!(
-            parse_schedule("500ms,3m,1h").unwrap()[2],
-            Duration::from_secs(3600)
-        );
-        assert!(parse_schedule("").is_err());
-        assert!(parse_schedule("1d").is_err());
-        assert!(parse_schedule("x").is_err());
-    }
 
     #[test]
     fn the_default_schedule_is_daxpays_sixteen_attempts() {

@@ -6,13 +6,15 @@
 //! those rows. Counts per status come from `admin_order_count` (kept by triggers in the same
 //! transaction as every insert and status change) for whole UTC days, and from the orders
 //! themselves only for the partial days at the edges of a time range, so a count never scans a
-//! big table. This file changes no order: the console's actions go through `api::close` and
+//! big table. This file changes no order: the console's actions go through `close` and
 //! `resend_event` like every other caller.
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::{row_to_order, CloseRecord, EventInfo, Store, ORDER_COLS};
+pub use super::outbox::AttemptRow;
+use super::outbox::{attempts, row_to_event, EVENT_COLS};
+use super::{close_records, row_to_order, CloseRecord, EventInfo, Store, ORDER_COLS};
 use crate::domain::{Amount, Order, PayStatus};
 use crate::error::Error;
 
@@ -58,16 +60,6 @@ fn status_index(status: PayStatus) -> usize {
         .iter()
         .position(|s| *s == status)
         .expect("every status is in PayStatus::ALL")
-}
-
-/// One delivery attempt of a notification.
-#[derive(Debug, Clone)]
-pub struct AttemptRow {
-    pub attempt: i64,
-    pub at: i64,
-    pub outcome: String,
-    pub http_status: Option<i64>,
-    pub detail: Option<String>,
 }
 
 /// A notification event with every attempt made to deliver it.
@@ -270,7 +262,7 @@ impl Store {
                 given_up_events,
                 pending,
                 given_up,
-                attention: super::attention_orders(c, DASHBOARD_ATTENTION as usize)?,
+                attention: super::orders::attention_orders(c, DASHBOARD_ATTENTION as usize)?,
             })
         })
     }
@@ -538,25 +530,6 @@ fn count_range(
     Ok(())
 }
 
-fn close_records(c: &Connection, order_id: i64) -> rusqlite::Result<Vec<CloseRecord>> {
-    let mut st = c.prepare_cached(
-        "SELECT close_type, closed, error_msg, client_ip, actor, created_at, channel
-         FROM close_record WHERE order_id = ?1 ORDER BY id",
-    )?;
-    let rows = st.query_map([order_id], |r| {
-        Ok(CloseRecord {
-            close_type: r.get(0)?,
-            closed: r.get(1)?,
-            error_msg: r.get(2)?,
-            client_ip: r.get(3)?,
-            actor: r.get(4)?,
-            created_at: r.get(5)?,
-            channel: r.get(6)?,
-        })
-    })?;
-    rows.collect()
-}
-
 fn closing(c: &Connection, order_id: i64) -> rusqlite::Result<Option<ClosingInfo>> {
     let mut st = c.prepare_cached(
         "SELECT close_type, actor, created_at FROM close_intent WHERE order_id = ?1",
@@ -569,25 +542,6 @@ fn closing(c: &Connection, order_id: i64) -> rusqlite::Result<Option<ClosingInfo
         })
     })
     .optional()
-}
-
-const EVENT_COLS: &str = "e.id, o.order_no, e.target, e.url, e.status, e.state, e.attempts,
-    e.next_attempt_at, e.last_error, e.created_at, e.finished_at";
-
-fn row_to_event(r: &rusqlite::Row) -> rusqlite::Result<EventInfo> {
-    Ok(EventInfo {
-        id: r.get(0)?,
-        order_no: r.get(1)?,
-        target: r.get(2)?,
-        url: r.get(3)?,
-        status: r.get(4)?,
-        state: r.get(5)?,
-        attempts: r.get(6)?,
-        next_attempt_at: r.get(7)?,
-        last_error: r.get(8)?,
-        created_at: r.get(9)?,
-        finished_at: r.get(10)?,
-    })
 }
 
 /// Events matching `tail` (a fixed condition and order), at most `limit`.
@@ -608,23 +562,9 @@ fn events(c: &Connection, order_id: i64) -> rusqlite::Result<Vec<EventHistory>> 
     let events = st
         .query_map([order_id], row_to_event)?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut st = c.prepare_cached(
-        "SELECT attempt, at, outcome, http_status, detail FROM notify_attempt
-         WHERE event_id = ?1 ORDER BY id",
-    )?;
     let mut out = Vec::with_capacity(events.len());
     for event in events {
-        let attempts = st
-            .query_map([event.id], |r| {
-                Ok(AttemptRow {
-                    attempt: r.get(0)?,
-                    at: r.get(1)?,
-                    outcome: r.get(2)?,
-                    http_status: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let attempts = attempts(c, event.id)?;
         out.push(EventHistory { event, attempts });
     }
     Ok(out)

@@ -9,8 +9,13 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{find_order, order_by_id, order_cols, Store, WriterState};
-use crate::domain::{Actor, Amount, CloseType, Order, OrderKey, PayStatus};
-use crate::error::{Error, MSG_NOT_CLOSABLE};
+use crate::domain::{
+    plan_close, Actor, Amount, ChannelCloseOutcome, ClosePlan, CloseRequest, CloseType, Order,
+    OrderKey, PayStatus,
+};
+use crate::error::{
+    Error, MSG_NOT_CLOSABLE, MSG_RECORD_PAID_AT_CHANNEL, MSG_RECORD_STATUS_CHANGED,
+};
 use crate::sys::{self, UtcOffset};
 use crate::wire;
 
@@ -47,23 +52,21 @@ pub enum Inserted {
     Existing(Order),
 }
 
-/// Who closes, from where, when: what a close record needs besides the order.
+/// Which order a store operation is about: its id, or an app's key (the API's lookup rule).
 #[derive(Debug, Clone)]
-pub struct CloseRequest {
-    pub actor: Actor,
-    pub client_ip: Option<String>,
-    pub now: i64,
+pub enum OrderRef {
+    Id(i64),
+    Key { app_id: String, key: OrderKey },
 }
 
-/// What a channel said when asked to close a trade.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelCloseOutcome {
-    /// The trade is closed (or cancelled, or never existed): no money can arrive any more.
-    Closed,
-    /// The trade was already paid: the order must become `success`.
-    Paid { trade_no: String, paid_at: i64 },
-    /// The channel refused or failed; the order is unchanged.
-    Failed(String),
+/// What `close_local` did.
+#[derive(Debug)]
+pub enum LocalClose {
+    /// The order was `wait`: it is closed, with its close record and outbox rows.
+    Closed(Order),
+    /// The order is `progress`: its channel must close or cancel the trade first; nothing was
+    /// written.
+    AtChannel(Order, CloseType),
 }
 
 /// What happened when the money of an order arrived.
@@ -172,39 +175,34 @@ impl Store {
         })
     }
 
-    /// Closes a `wait` order locally, with its close record and outbox rows. Returns
-    /// `Ok(Err(order))` with the order as it is when it is `progress` (its channel must close
-    /// it first); any other status is 20044.
+    /// Finds the order and closes it if it is `wait` (one write job: the API's hot path), or
+    /// says that its channel must close it first (`progress`, the close type of `plan_close`).
+    /// Any other status is 20044; an unknown order 20041.
     pub fn close_local(
         &self,
-        order_id: i64,
+        order: OrderRef,
+        use_cancel: bool,
         req: CloseRequest,
-    ) -> Result<Result<Order, Order>, Error> {
+    ) -> Result<LocalClose, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
-            let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
-            match close_if_waiting(c, state, order.clone(), &req, offset)? {
-                Some(closed) => Ok(Ok(closed)),
-                None => Ok(Err(order)),
+            let order = match &order {
+                OrderRef::Id(id) => order_by_id(c, *id)?,
+                OrderRef::Key { app_id, key } => find_order(c, app_id, key)?,
             }
-        })
-    }
-
-    /// Finds the order of `app_id` named by `key` and, if it is `wait`, closes it locally: the
-    /// lookup and the close are one write job (the API's hot path). Returns `Ok(None)` for a
-    /// `progress` order, which its channel must close first.
-    pub fn close_by_key(
-        &self,
-        app_id: String,
-        key: OrderKey,
-        req: CloseRequest,
-    ) -> Result<Result<Order, Order>, Error> {
-        let offset = self.offset;
-        self.write(move |c, state| {
-            let order = find_order(c, &app_id, &key)?.ok_or(Error::OrderNotFound)?;
-            match close_if_waiting(c, state, order.clone(), &req, offset)? {
-                Some(closed) => Ok(Ok(closed)),
-                None => Ok(Err(order)),
+            .ok_or(Error::OrderNotFound)?;
+            match plan_close(order.status, use_cancel) {
+                Err(_) => Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+                Ok(ClosePlan::AtChannel(close_type)) => {
+                    Ok(LocalClose::AtChannel(order, close_type))
+                }
+                Ok(ClosePlan::Local) => {
+                    let (from, to) = (&[PayStatus::Wait][..], PayStatus::Close);
+                    let closed = transition(c, state, order.id, from, to, req.now, None, offset)?
+                        .ok_or_else(|| Error::TradeStatus(MSG_NOT_CLOSABLE.into()))?;
+                    insert_close_record(c, &closed, CloseType::Close, true, None, &req)?;
+                    Ok(LocalClose::Closed(closed))
+                }
             }
         })
     }
@@ -265,15 +263,15 @@ impl Store {
                             Ok((closed, true))
                         }
                         None => {
-                            let msg = "订单状态已变化";
-                            insert_close_record(c, &order, close_type, false, Some(msg), &req)?;
+                            let msg = Some(MSG_RECORD_STATUS_CHANGED);
+                            insert_close_record(c, &order, close_type, false, msg, &req)?;
                             Ok((order, false))
                         }
                     }
                 }
                 ChannelCloseOutcome::Paid { trade_no, paid_at } => {
-                    let msg = "通道交易已支付, 订单状态同步为支付成功";
-                    insert_close_record(c, &order, close_type, false, Some(msg), &req)?;
+                    let msg = Some(MSG_RECORD_PAID_AT_CHANNEL);
+                    insert_close_record(c, &order, close_type, false, msg, &req)?;
                     match apply_payment(c, state, order_id, &trade_no, paid_at, req.now, offset)? {
                         Payment::Paid(paid) => Ok((paid, true)),
                         Payment::AlreadyPaid(o) | Payment::Attention(o) => Ok((o, false)),
@@ -338,21 +336,11 @@ impl Store {
                 let Some(order) = order_by_id(c, order_id)? else {
                     continue;
                 };
-                let close_type = if close_type == "cancel" {
-                    CloseType::Cancel
-                } else {
-                    CloseType::Close
-                };
-                let actor = match actor.as_str() {
-                    "admin" => Actor::Admin,
-                    "expiry" => Actor::Expiry,
-                    _ => Actor::Api,
-                };
                 out.push(CloseIntent {
                     order,
-                    close_type,
+                    close_type: CloseType::parse(&close_type),
                     req: CloseRequest {
-                        actor,
+                        actor: Actor::parse(&actor),
                         client_ip,
                         now: created_at,
                     },
@@ -389,28 +377,8 @@ impl Store {
     }
 }
 
-/// Closes `order` locally if it is `wait`; `None` if it is `progress`; 20044 otherwise.
-fn close_if_waiting(
-    c: &Connection,
-    state: &mut WriterState,
-    order: Order,
-    req: &CloseRequest,
-    offset: UtcOffset,
-) -> Result<Option<Order>, Error> {
-    match order.status {
-        PayStatus::Progress => return Ok(None),
-        PayStatus::Wait => {}
-        _ => return Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
-    }
-    let (from, to) = (&[PayStatus::Wait][..], PayStatus::Close);
-    let closed = transition(c, state, order.id, from, to, req.now, None, offset)?
-        .ok_or_else(|| Error::TradeStatus(MSG_NOT_CLOSABLE.into()))?;
-    insert_close_record(c, &closed, CloseType::Close, true, None, req)?;
-    Ok(Some(closed))
-}
-
 /// Orders flagged for an operator, newest first (the CLI uses its own connection).
-pub fn attention_orders(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Order>> {
+pub(super) fn attention_orders(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Order>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {} FROM pay_order WHERE attention IS NOT NULL ORDER BY attention_at DESC LIMIT ?1",
         super::ORDER_COLS

@@ -6,6 +6,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::Store;
+use crate::domain::EventInfo;
 use crate::error::Error;
 use crate::sign::SignType;
 
@@ -37,22 +38,6 @@ pub struct DueEvent {
     pub app_id: String,
     pub sign_type: SignType,
     pub secret: String,
-}
-
-/// An event as operators see it.
-#[derive(Debug, Clone)]
-pub struct EventInfo {
-    pub id: i64,
-    pub order_no: String,
-    pub target: String,
-    pub url: String,
-    pub status: String,
-    pub state: String,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
 }
 
 /// What one delivery attempt did.
@@ -121,11 +106,6 @@ impl Store {
         self.write(move |c, _| record_attempt(c, event_id, &attempt))
     }
 
-    /// Operators' view of the events, newest first.
-    pub fn list_events(&self, filter: EventFilter, limit: usize) -> Result<Vec<EventInfo>, Error> {
-        self.read(|c| Ok(list_events(c, filter, limit)?))
-    }
-
     /// Makes an event pending again, due now, with a fresh round of attempts.
     pub fn resend_event(&self, event_id: i64, now: i64) -> Result<bool, Error> {
         self.write(move |c, _| Ok(resend_event(c, event_id, now)?))
@@ -165,7 +145,11 @@ fn record_attempt(c: &Connection, event_id: i64, a: &Attempt) -> Result<(), Erro
     Ok(())
 }
 
-fn row_to_event(r: &Row) -> rusqlite::Result<EventInfo> {
+/// The columns of `row_to_event`, from `notify_event e JOIN pay_order o`.
+pub(super) const EVENT_COLS: &str = "e.id, o.order_no, e.target, e.url, e.status, e.state,
+    e.attempts, e.next_attempt_at, e.last_error, e.created_at, e.finished_at";
+
+pub(super) fn row_to_event(r: &Row) -> rusqlite::Result<EventInfo> {
     Ok(EventInfo {
         id: r.get(0)?,
         order_no: r.get(1)?,
@@ -182,7 +166,7 @@ fn row_to_event(r: &Row) -> rusqlite::Result<EventInfo> {
 }
 
 /// Events for operators, newest first (used by the CLI on its own connection too).
-pub fn list_events(
+pub(super) fn list_events(
     c: &Connection,
     filter: EventFilter,
     limit: usize,
@@ -192,19 +176,17 @@ pub fn list_events(
         EventFilter::Pending => Some("pending"),
         EventFilter::GivenUp => Some("given_up"),
     };
-    let mut st = c.prepare_cached(
-        "SELECT e.id, o.order_no, e.target, e.url, e.status, e.state, e.attempts, e.next_attempt_at,
-            e.last_error, e.created_at, e.finished_at
-         FROM notify_event e JOIN pay_order o ON o.id = e.order_id
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {EVENT_COLS} FROM notify_event e JOIN pay_order o ON o.id = e.order_id
          WHERE ?1 IS NULL OR e.state = ?1
-         ORDER BY e.id DESC LIMIT ?2",
-    )?;
+         ORDER BY e.id DESC LIMIT ?2"
+    ))?;
     let rows = st.query_map(params![state, limit as i64], row_to_event)?;
     rows.collect()
 }
 
 /// Makes an event pending and due now (used by the CLI on its own connection too).
-pub fn resend_event(c: &Connection, event_id: i64, now: i64) -> rusqlite::Result<bool> {
+pub(super) fn resend_event(c: &Connection, event_id: i64, now: i64) -> rusqlite::Result<bool> {
     let mut st = c.prepare_cached(
         "UPDATE notify_event SET state = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL
          WHERE id = ?1",
@@ -212,16 +194,30 @@ pub fn resend_event(c: &Connection, event_id: i64, now: i64) -> rusqlite::Result
     Ok(st.execute(params![event_id, now])? == 1)
 }
 
-/// The attempts of one event, oldest first: (attempt, at, outcome, http status, detail).
-pub fn attempts(
-    c: &Connection,
-    event_id: i64,
-) -> rusqlite::Result<Vec<(i64, i64, String, Option<i64>, Option<String>)>> {
+/// One delivery attempt of a notification.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub at: i64,
+    pub outcome: String,
+    pub http_status: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// The attempts of one event, oldest first.
+pub(super) fn attempts(c: &Connection, event_id: i64) -> rusqlite::Result<Vec<AttemptRow>> {
     let mut st = c.prepare_cached(
-        "SELECT attempt, at, outcome, http_status, detail FROM notify_attempt WHERE event_id = ?1 ORDER BY id",
+        "SELECT attempt, at, outcome, http_status, detail FROM notify_attempt
+         WHERE event_id = ?1 ORDER BY id",
     )?;
     let rows = st.query_map([event_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        Ok(AttemptRow {
+            attempt: r.get(0)?,
+            at: r.get(1)?,
+            outcome: r.get(2)?,
+            http_status: r.get(3)?,
+            detail: r.get(4)?,
+        })
     })?;
     rows.collect()
 }

@@ -4,8 +4,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::orders::{apply_payment, Payment};
 use super::{row_to_order, Store, ORDER_BY_NO_SQL};
-use crate::domain::{Amount, Order, PayStatus};
-use crate::error::Error;
+use crate::domain::{Amount, Order, PayStatus, SANDBOX};
+use crate::error::{
+    Error, MSG_PAY_EXPIRED, MSG_PAY_NOT_SANDBOX, MSG_PAY_ORDER_CANCELLED, MSG_PAY_ORDER_CLOSED,
+    MSG_PAY_ORDER_FAILED, MSG_PAY_ORDER_PAID, MSG_PAY_STATUS_CHANGED, MSG_PAY_TRADE_CANCELLED,
+    MSG_PAY_TRADE_CLOSED, MSG_PAY_TRADE_PAID,
+};
 
 /// A trade in the sandbox channel's book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,24 +74,24 @@ impl Store {
             let order = st.query_row([&order_no], row_to_order).optional()?.ok_or(Error::OrderNotFound)?;
             let refuse = |why: &str| Err(Error::TradeStatus(why.to_string()));
             match order.status {
-                PayStatus::Success => return refuse("订单已支付成功, 请勿重复支付"),
-                PayStatus::Close => return refuse("订单已关闭, 无法支付"),
-                PayStatus::Cancel => return refuse("订单已撤销, 无法支付"),
-                PayStatus::Fail => return refuse("订单支付失败, 无法支付"),
+                PayStatus::Success => return refuse(MSG_PAY_ORDER_PAID),
+                PayStatus::Close => return refuse(MSG_PAY_ORDER_CLOSED),
+                PayStatus::Cancel => return refuse(MSG_PAY_ORDER_CANCELLED),
+                PayStatus::Fail => return refuse(MSG_PAY_ORDER_FAILED),
                 PayStatus::Wait | PayStatus::Progress => {}
             }
-            if order.channel.as_deref().is_some_and(|ch| ch != crate::channel::SANDBOX) {
-                return refuse("订单不是沙箱通道的订单");
+            if order.channel.as_deref().is_some_and(|ch| ch != SANDBOX) {
+                return refuse(MSG_PAY_NOT_SANDBOX);
             }
             let trade = sandbox_trade(c, &order_no)?;
             match trade.as_ref().map(|t| t.state.as_str()) {
-                Some("closed") => return refuse("交易已关闭, 无法支付"),
-                Some("cancelled") => return refuse("交易已撤销, 无法支付"),
-                Some("paid") => return refuse("交易已支付, 请勿重复支付"),
+                Some("closed") => return refuse(MSG_PAY_TRADE_CLOSED),
+                Some("cancelled") => return refuse(MSG_PAY_TRADE_CANCELLED),
+                Some("paid") => return refuse(MSG_PAY_TRADE_PAID),
                 _ => {}
             }
             if now >= order.expired_time {
-                return refuse("订单已过期, 无法支付");
+                return refuse(MSG_PAY_EXPIRED);
             }
             let trade_no = match trade {
                 Some(t) => {
@@ -106,14 +110,14 @@ impl Store {
                     let mut st = c.prepare_cached(
                         "UPDATE pay_order SET channel = ?2, method = coalesce(method, 'web') WHERE id = ?1",
                     )?;
-                    st.execute(params![order.id, crate::channel::SANDBOX])?;
+                    st.execute(params![order.id, SANDBOX])?;
                     trade_no
                 }
             };
             match apply_payment(c, state, order.id, &trade_no, now, now, offset)? {
                 Payment::Paid(paid) => Ok(paid),
                 // The status was checked above inside this transaction.
-                Payment::AlreadyPaid(_) | Payment::Attention(_) => refuse("订单状态已变化, 无法支付"),
+                Payment::AlreadyPaid(_) | Payment::Attention(_) => refuse(MSG_PAY_STATUS_CHANGED),
             }
         })
     }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::open::MIGRATIONS;
 use super::*;
 
 /// A fresh, empty directory for one test's database.

@@ -812,7 +812,7 @@ fn a_remembered_nonce_is_replayed_even_past_the_request_time_window() {
 /// The running server's sweeper drops remembered replies older than a day.
 #[test]
 fn the_sweeper_prunes_old_nonces() {
-    use unipay::api::nonce::TTL_MS;
+    use unipay::domain::NONCE_TTL_MS as TTL_MS;
     let srv = TestServer::start_with(&["--sweep-interval", "1s"]);
     let app = srv.create_app("M_NPR", "A_NPR", &["--secret", "npr"]);
     srv.pre_pay(&app, "B_NPR");
@@ -852,7 +852,7 @@ fn the_sweeper_prunes_old_nonces() {
 /// Remembered replies older than a day are ignored and pruned (the store API the sweeper uses).
 #[test]
 fn old_nonces_are_ignored_and_pruned() {
-    use unipay::api::nonce::TTL_MS;
+    use unipay::domain::NONCE_TTL_MS as TTL_MS;
     use unipay::store::{NewNonce, Store};
     let dir = temp_dir("nonce-prune");
     let (store, _) = Store::open(&dir.join("n.db"), UtcOffset::CST).unwrap();
@@ -1545,10 +1545,10 @@ impl unipay::sys::Clock for ArmedClock {
 
 #[test]
 fn a_handler_panic_is_answered_10500_under_the_logged_trace_id() {
-    use unipay::api::Gateway;
     use unipay::channel::Channels;
+    use unipay::gateway::Gateway;
     use unipay::router::Router;
-    use unipay::store::{self, Store};
+    use unipay::store::{Offline, Store};
     use unipay::sys::{Clock, OsRandom, Random};
 
     let logs = router_log();
@@ -1568,8 +1568,8 @@ fn a_handler_panic_is_answered_10500_under_the_logged_trace_id() {
         mch_enabled: true,
     };
     {
-        let (mut c, _) = store::open_connection(&db).unwrap();
-        store::create_app(&mut c, &app, now_ms()).unwrap();
+        let (mut c, _) = Offline::open(&db).unwrap();
+        c.create_app(&app, now_ms()).unwrap();
     }
     let (st, _) = Store::open(&db, UtcOffset::CST).unwrap();
     let st = Arc::new(st);

@@ -18,15 +18,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use serde_json::{json, Value};
-use unipay::api::Gateway;
 use unipay::channel::{Channel, Channels, PayStart, Sandbox, TradeState};
-use unipay::domain::{App, CloseType, Order};
+use unipay::domain::{App, ChannelCloseOutcome, CloseType, Order};
 use unipay::error::Error;
 use unipay::expiry;
+use unipay::gateway::Gateway;
 use unipay::http::{Handler, Request};
 use unipay::router::Router;
 use unipay::sign::SignType;
-use unipay::store::{self, ChannelCloseOutcome, Payment, Store};
+use unipay::store::{Offline, Payment, Store};
 use unipay::sys::{self, Clock, Random, UtcOffset};
 
 // ---- what happened, across all seeds: proof that the interesting paths ran ---------------
@@ -219,7 +219,7 @@ impl World {
         }
         let mut rng = Rng(seed);
         let start = 1_750_000_000_000 + (rng.below(86_400) as i64) * 1000;
-        let (mut conn, _) = store::open_connection(&path).unwrap();
+        let (mut db, _) = Offline::open(&path).unwrap();
         let app = App {
             app_id: APP_ID.into(),
             mch_no: MCH_NO.into(),
@@ -233,8 +233,8 @@ impl World {
             enabled: true,
             mch_enabled: true,
         };
-        store::create_app(&mut conn, &app, start).unwrap();
-        drop(conn);
+        db.create_app(&app, start).unwrap();
+        drop(db);
         let faults = Faults {
             rng: Rng(seed ^ 0xFA17),
             enabled: true,

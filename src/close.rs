@@ -1,0 +1,262 @@
+//! The close of an order, shared by the API (`api::close`), the admin console and the expiry
+//! sweeper: one path, whoever asks.
+//!
+//! A `wait` order is closed locally in one transaction. A `progress` order's channel must stop
+//! taking money first: the intent to close is committed (a second close now gets 20043), the
+//! channel closes or cancels the trade outside any transaction, and its answer is applied in one
+//! transaction with a conditional update, the close record and the outbox rows, which also ends
+//! the intent. If the process dies in between, start-up recovery (`expiry::recover`) asks the
+//! channel and finishes or undoes the close.
+
+use crate::channel::Channels;
+use crate::domain::{ChannelCloseOutcome, CloseRequest, CloseType, Order};
+use crate::error::{Error, MSG_NOT_CLOSABLE, MSG_PAID_NOT_CLOSABLE};
+use crate::store::{LocalClose, OrderRef, Store};
+
+/// Closes the order `order` names (or cancels it at its channel with `use_cancel`), for any
+/// actor. `Ok` means this call changed the order and the change is on disk.
+pub fn close_order(
+    store: &Store,
+    channels: &Channels,
+    order: OrderRef,
+    use_cancel: bool,
+    req: CloseRequest,
+) -> Result<Order, Error> {
+    // The store decides on the status inside its transaction: a `wait` order is closed there
+    // and then; a `progress` one comes back for its channel.
+    match store.close_local(order, use_cancel, req.clone())? {
+        LocalClose::Closed(closed) => Ok(closed),
+        LocalClose::AtChannel(order, close_type) => {
+            close_at_channel(store, channels, &order, close_type, req)
+        }
+    }
+}
+
+/// Closes a `progress` order: intent, channel, answer (see the module doc).
+fn close_at_channel(
+    store: &Store,
+    channels: &Channels,
+    order: &Order,
+    close_type: CloseType,
+    req: CloseRequest,
+) -> Result<Order, Error> {
+    let channel_name = order.channel.clone().unwrap_or_default();
+    let channel = channels
+        .get(&channel_name)
+        .ok_or_else(|| Error::Unsupported(channel_name.clone()))?;
+    // Before any intent is committed: a close the channel cannot do changes nothing (20030).
+    if !channel.supports(close_type) {
+        return Err(Error::Unsupported(channel_name));
+    }
+    let order = store.begin_close(order.id, close_type, req.clone())?;
+    let mut unsupported = false;
+    let outcome = match channel.close(&order, close_type) {
+        Ok(outcome) => outcome,
+        Err(e @ Error::Unsupported(_)) => {
+            // The channel said so only once asked: the attempt reached it, so it is recorded
+            // (and the intent ended) like any failed close, but the answer is still 20030.
+            log::warn!("close of {} at {channel_name}: {e}", order.order_no);
+            unsupported = true;
+            ChannelCloseOutcome::Failed(e.message())
+        }
+        Err(e) => {
+            log::warn!("close of {} at {channel_name} failed: {e}", order.order_no);
+            ChannelCloseOutcome::Failed(e.message())
+        }
+    };
+    let (after, changed) =
+        store.finish_channel_close(order.id, close_type, outcome.clone(), req)?;
+    match outcome {
+        ChannelCloseOutcome::Closed if changed => Ok(after),
+        ChannelCloseOutcome::Closed => Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+        ChannelCloseOutcome::Paid { .. } => Err(Error::TradeStatus(MSG_PAID_NOT_CLOSABLE.into())),
+        ChannelCloseOutcome::Failed(_) if unsupported => Err(Error::Unsupported(channel_name)),
+        ChannelCloseOutcome::Failed(msg) => Err(Error::CloseFailed(msg)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::channel::{Channel, PayStart, TradeState};
+    use crate::domain::{Actor, Amount, App, PayStatus};
+    use crate::sign::SignType;
+    use crate::store::{Inserted, NewOrder, Offline};
+    use crate::sys::{Clock, SystemClock, UtcOffset};
+
+    /// A channel that can close its trades but not cancel them. With `admits`, it does not say
+    /// so beforehand (`supports` is true) and refuses only once asked.
+    struct CannotCancel {
+        closes: Arc<AtomicUsize>,
+        admits: bool,
+    }
+
+    impl Channel for CannotCancel {
+        fn name(&self) -> &'static str {
+            "nocancel"
+        }
+        fn start(&self, _: &Order) -> Result<PayStart, Error> {
+            Ok(PayStart {
+                pay_body: String::new(),
+            })
+        }
+        fn pay_body(&self, _: &Order) -> Option<String> {
+            None
+        }
+        fn supports(&self, close_type: CloseType) -> bool {
+            self.admits || close_type == CloseType::Close
+        }
+        fn close(&self, _: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+            match close_type {
+                CloseType::Close => Ok(ChannelCloseOutcome::Closed),
+                CloseType::Cancel => Err(Error::Unsupported("nocancel".into())),
+            }
+        }
+        fn query(&self, _: &Order) -> Result<TradeState, Error> {
+            Ok(TradeState::Open)
+        }
+    }
+
+    fn progress_order(store: &Store, biz_order_no: &str, now: i64) -> Order {
+        let new = NewOrder {
+            mch_no: "M".into(),
+            app_id: "A".into(),
+            biz_order_no: biz_order_no.into(),
+            title: "t".into(),
+            description: None,
+            allocation: None,
+            auto_allocation: None,
+            channel: Some("nocancel".into()),
+            method: Some("wap".into()),
+            other_method: None,
+            limit_pay: None,
+            amount: Amount(1),
+            status: PayStatus::Progress,
+            expired_time: now + 3_600_000,
+            attach: None,
+            notify_url: None,
+            return_url: None,
+            extra_param: None,
+            client_ip: None,
+            now,
+        };
+        match store.insert_order(new).unwrap() {
+            Inserted::Created(o) => o,
+            Inserted::Existing(o) => panic!("{} exists", o.order_no),
+        }
+    }
+
+    /// A store on a fresh database in `dir` with one app (`M`/`A`), and the `nocancel` channel.
+    fn setup(dir: &std::path::Path, admits: bool) -> (Arc<Store>, Channels, Arc<AtomicUsize>) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("c.db");
+        let app = App {
+            app_id: "A".into(),
+            mch_no: "M".into(),
+            sign_type: SignType::Md5,
+            secret: "s".into(),
+            req_sign: true,
+            req_timeout_secs: 0,
+            notify_url: None,
+            order_timeout_min: 30,
+            limit_amount: None,
+            enabled: true,
+            mch_enabled: true,
+        };
+        let (mut db, _) = Offline::open(&path).unwrap();
+        db.create_app(&app, SystemClock.now_ms()).unwrap();
+        drop(db);
+        let (store, _) = Store::open(&path, UtcOffset::CST).unwrap();
+        let closes = Arc::new(AtomicUsize::new(0));
+        let channel = CannotCancel {
+            closes: closes.clone(),
+            admits,
+        };
+        let channels = Channels::new(vec![Arc::new(channel)]);
+        (Arc::new(store), channels, closes)
+    }
+
+    fn temp(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("unipay-close-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn a_cancel_the_channel_cannot_do_is_20030_and_changes_nothing() {
+        let dir = temp("unsupported");
+        let (store, channels, closes) = setup(&dir, false);
+        let now = SystemClock.now_ms();
+        let req = CloseRequest {
+            actor: Actor::Api,
+            client_ip: None,
+            now,
+        };
+
+        let order = progress_order(&store, "B1", now);
+        let err =
+            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        assert_eq!(err.code(), 20030, "{err}");
+        assert_eq!(err.message(), "不支持的能力: nocancel");
+        assert_eq!(
+            closes.load(Ordering::SeqCst),
+            0,
+            "the channel was not asked"
+        );
+        let after = store.order_by_no(&order.order_no).unwrap().unwrap();
+        assert_eq!(after.status, PayStatus::Progress);
+        assert_eq!(after.updated_at, order.updated_at);
+        assert!(
+            store.close_records(order.id).unwrap().is_empty(),
+            "no close record"
+        );
+        assert!(
+            store.close_intents(i64::MAX).unwrap().is_empty(),
+            "no close intent"
+        );
+
+        // A second try is 20030 again, not 20043: nothing was left behind.
+        let err =
+            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        assert_eq!(err.code(), 20030, "{err}");
+
+        // The kind of close the channel can do still works on the same order.
+        let closed = close_order(&store, &channels, OrderRef::Id(order.id), false, req).unwrap();
+        assert_eq!(closed.status, PayStatus::Close);
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+        assert_eq!(store.close_records(order.id).unwrap().len(), 1);
+        drop(channels);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_channel_that_refuses_only_when_asked_is_20030_and_ends_its_intent() {
+        let dir = temp("refused");
+        let (store, channels, closes) = setup(&dir, true);
+        let now = SystemClock.now_ms();
+        let req = CloseRequest {
+            actor: Actor::Api,
+            client_ip: None,
+            now,
+        };
+        let order = progress_order(&store, "B2", now);
+        let err =
+            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        assert_eq!(err.code(), 20030, "{err}");
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+        let after = store.order_by_no(&order.order_no).unwrap().unwrap();
+        assert_eq!(after.status, PayStatus::Progress);
+        // The channel was reached: one failed close record, and no intent left behind.
+        let records = store.close_records(order.id).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(!records[0].closed);
+        assert!(store.close_intents(i64::MAX).unwrap().is_empty());
+        drop(channels);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,115 @@
+//! The `--help` texts of every command.
+
+pub const HELP: &str = "\
+unipay: a one-binary DaxPay-compatible payment gateway on SQLite
+
+Usage: unipay <COMMAND> [OPTIONS]
+
+Commands:
+  serve         Run the gateway (the default when no command is given)
+  app create    Create a merchant application (and its merchant)
+  app list      List the applications
+  call          Send a signed request to a running server and print the reply
+  order attention  List orders that need an operator
+  notify list   List merchant notifications (--pending, --failed)
+  notify resend Deliver a notification again
+  backup        Copy the database to a new file while the server runs
+  version       Print the version
+
+Run `unipay <COMMAND> --help` for the options of a command.
+";
+
+pub const SERVE_HELP: &str = "\
+unipay serve: run the gateway
+
+Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
+                    [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
+                    [--admin-token TOKEN]
+
+Options:
+  --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
+  --listen HOST:PORT   Address to listen on; port 0 picks a free one  [env UNIPAY_LISTEN, default 127.0.0.1:9999]
+  --tz-offset OFFSET   UTC offset that request times are read in  [env UNIPAY_TZ_OFFSET, default +08:00]
+  --notify-retry-schedule LIST
+                       Waits between notification attempts (ms, s, m, h)
+                       [default 15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h]
+  --sweep-interval D   How often orders past their expiredTime are closed  [default 60s]
+  --admin-token TOKEN  Token of the admin console at /admin (stored hashed)  [env UNIPAY_ADMIN_TOKEN,
+                       default: generated on the first start and printed once]
+  -h, --help           Print this help
+
+The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
+merchant and app are created and their credentials printed once.
+";
+
+pub const APP_HELP: &str = "\
+unipay app: manage merchant applications
+
+Usage:
+  unipay app create --db PATH --mch-no M --app-id A [OPTIONS]
+  unipay app list --db PATH
+
+Options of `app create`:
+  --sign-type TYPE        md5 | hmac_sha256 | sm3  [default md5]
+  --secret S              Signing secret  [default: 32 random characters]
+  --req-timeout SECONDS   Request-time window; 0 turns it off  [default 300]
+  --no-req-sign           Accept requests without a signature
+  --notify-url URL        Subscribe the app to pay events at this URL
+  --order-timeout MINUTES Default order lifetime  [default 30]
+  --limit-amount YUAN     Largest amount of one order
+Both commands work while `unipay serve` runs on the same file.
+";
+
+pub const ORDER_HELP: &str = "\
+unipay order: orders that need an operator
+
+Usage: unipay order attention --db PATH [--tz-offset +08:00]
+
+Lists, one JSON line each, the orders whose money arrived at the channel after unipay had
+closed them. Such an order keeps its closed status; an operator must refund or reconcile it.
+Times are printed in --tz-offset [env UNIPAY_TZ_OFFSET, default +08:00].
+";
+
+pub const BACKUP_HELP: &str = "\
+unipay backup: copy the database to a new file, also while `unipay serve` runs
+
+Usage: unipay backup --db PATH --out FILE
+
+The copy is one consistent snapshot made with SQLite's online backup: every change committed
+before the backup started is in it, the server keeps serving meanwhile, and the copy is checked
+with `PRAGMA integrity_check` before it gets its name. FILE must not exist yet.
+To restore: stop the server, put FILE in place of the database file, remove any `-wal` and
+`-shm` files beside it, and start the server.
+";
+
+pub const VERSION_HELP: &str = "\
+unipay version: print the version
+
+Usage: unipay version
+";
+
+pub const NOTIFY_HELP: &str = "\
+unipay notify: merchant notifications (the outbox)
+
+Usage:
+  unipay notify list --db PATH [--pending | --failed] [--tz-offset +08:00]
+  unipay notify resend --db PATH EVENT_ID
+
+`list` prints one JSON line per event, newest first (at most 1000), its times in --tz-offset
+[env UNIPAY_TZ_OFFSET, default +08:00]. `--failed` shows the events that were given up after
+the last retry. `resend` makes an event due now with a fresh round of retries; it works while
+`unipay serve` runs on the same file.
+";
+
+pub const CALL_HELP: &str = "\
+unipay call: send a signed request to a running server and print the reply
+
+Usage: unipay call --db PATH --app-id A [--url URL] [--tz-offset +08:00] ENDPOINT JSON
+
+ENDPOINT is a path (/unipay/close) or a short name: pay, prePay, close, query.
+mchNo, appId and reqTime are filled in and the request is signed with the app's secret.
+  --url URL   The server  [env UNIPAY_URL, default http://127.0.0.1:9999]
+
+Example:
+  unipay call --db unipay.db --app-id DEMO_APP close '{\"bizOrderNo\":\"B1\"}'
+";
