@@ -1,6 +1,6 @@
-//! The admin console (issue 5) against the real binary: authentication (none, wrong, bearer,
-//! cookie, CSRF), the generated token, escaping, filters, paging, actions, 404s, the dashboard
-//! and the apps page.
+//! The admin console against the real binary: authentication (none, wrong, bearer, cookie,
+//! CSRF), the generated token, escaping, filters, paging, actions, 404s, the dashboard and the
+//! apps page.
 
 use rusqlite::params;
 use serde_json::json;

@@ -68,102 +68,31 @@ fn usage_errors_exit_2_with_a_message() {
     let dir = temp_dir("usage");
     let db = dir.join("u.db");
     let db = path_str(&db);
-    for (args, needle) in [
-        (&["serve", "--bogus"][..], "--bogus"),
-        (&["serve", "--db"], "--db"),
-        (&["serve", "--tz-offset", "8"], "--tz-offset"),
-        (&["serve", "--listen", "nowhere"], "--listen"),
-        (&["frobnicate"], "frobnicate"),
-        (&["app", "frob"], "frob"),
-        (&["app", "create", "--db", db, "--mch-no", "M"], "--app-id"),
-        (
-            &[
-                "app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--bogus",
-            ],
-            "--bogus",
-        ),
-        (
-            &[
-                "app",
-                "create",
-                "--db",
-                db,
-                "--mch-no",
-                "M",
-                "--app-id",
-                "A",
-                "--sign-type",
-                "rsa",
-            ],
-            "rsa",
-        ),
-        (
-            &[
-                "app",
-                "create",
-                "--db",
-                db,
-                "--mch-no",
-                "M",
-                "--app-id",
-                "A",
-                "--req-timeout",
-                "3",
-            ],
-            "--req-timeout",
-        ),
-        (
-            &[
-                "app",
-                "create",
-                "--db",
-                db,
-                "--mch-no",
-                "M",
-                "--app-id",
-                "A",
-                "--notify-url",
-                "ftp://x",
-            ],
-            "--notify-url",
-        ),
-        (
-            &[
-                "app",
-                "create",
-                "--db",
-                db,
-                "--mch-no",
-                "M",
-                "--app-id",
-                "A",
-                "--limit-amount",
-                "abc",
-            ],
-            "--limit-amount",
-        ),
-        (
-            &[
-                "app",
-                "create",
-                "--db",
-                db,
-                "--mch-no",
-                "M",
-                "--app-id",
-                &"A".repeat(33),
-            ],
-            "--app-id",
-        ),
-        (&["app", "list"], "--db"),
-        (&["app", "list", "--bogus"], "--bogus"),
-        (&["call", "--bogus"], "--bogus"),
-        (&["call", "--db", db, "--app-id", "A", "close"], "JSON"),
-        (&["call", "--db", db, "--app-id", "A", "nope", "{}"], "nope"),
-        (&["call", "--app-id", "A", "close", "{}"], "--db"),
-        (&["notify", "list", "--bogus"], "--bogus"),
-        (&["notify", "resend", "--db", db], "EVENT_ID"),
-    ] {
+    #[rustfmt::skip]
+    let cases = [
+        (&["serve", "--bogus"][..],                                                                   "--bogus"),
+        (&["serve", "--db"],                                                                          "--db"),
+        (&["serve", "--tz-offset", "8"],                                                              "--tz-offset"),
+        (&["serve", "--listen", "nowhere"],                                                           "--listen"),
+        (&["frobnicate"],                                                                             "frobnicate"),
+        (&["app", "frob"],                                                                            "frob"),
+        (&["app", "create", "--db", db, "--mch-no", "M"],                                             "--app-id"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--bogus"],                 "--bogus"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--sign-type", "rsa"],      "rsa"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--req-timeout", "3"],      "--req-timeout"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--notify-url", "ftp://x"], "--notify-url"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", "A", "--limit-amount", "abc"],   "--limit-amount"),
+        (&["app", "create", "--db", db, "--mch-no", "M", "--app-id", &"A".repeat(33)],                "--app-id"),
+        (&["app", "list"],                                                                            "--db"),
+        (&["app", "list", "--bogus"],                                                                 "--bogus"),
+        (&["call", "--bogus"],                                                                        "--bogus"),
+        (&["call", "--db", db, "--app-id", "A", "close"],                                             "JSON"),
+        (&["call", "--db", db, "--app-id", "A", "nope", "{}"],                                        "nope"),
+        (&["call", "--app-id", "A", "close", "{}"],                                                   "--db"),
+        (&["notify", "list", "--bogus"],                                                              "--bogus"),
+        (&["notify", "resend", "--db", db],                                                           "EVENT_ID"),
+    ];
+    for (args, needle) in cases {
         let out = run_cli(args);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");

@@ -552,15 +552,10 @@ fn sm3_and_hmac_sha256_apps() {
 /// of those types.
 #[test]
 fn seed_request_with_v2_and_v3_signatures() {
+    #[rustfmt::skip]
     let cases = [
-        (
-            "hmac_sha256",
-            "79c614ad380fa37365b8d8eb41fee336643480c08846c2ab207a11f9f6065eb4",
-        ),
-        (
-            "sm3",
-            "1dc99761a8374e10375119f7fb34789c6ee94f9957bf3734e8dee391180aab2b",
-        ),
+        ("hmac_sha256", "79c614ad380fa37365b8d8eb41fee336643480c08846c2ab207a11f9f6065eb4"),
+        ("sm3",         "1dc99761a8374e10375119f7fb34789c6ee94f9957bf3734e8dee391180aab2b"),
     ];
     for (sign_type, signature) in cases {
         let srv = TestServer::start();

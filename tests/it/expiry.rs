@@ -1,4 +1,4 @@
-//! Issue 4 against the real binary: the expiry sweeper (`--sweep-interval`), money winning at
+//! Order expiry against the real binary: the expiry sweeper (`--sweep-interval`), money winning at
 //! expiry, `expiredTime` in the past, 40 orders each raced by a sandbox payment and a close
 //! (then SIGKILL and restart), the `order attention` command, and pay after prePay.
 

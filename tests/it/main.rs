@@ -1,19 +1,27 @@
 //! unipay's integration tests: the real binary, driven over HTTP and its command line.
 //! One test binary; every test starts its own server on its own database.
+//! Case tables are laid out by hand, one case per line with aligned columns, under
+//! `#[rustfmt::skip]` on the smallest item that holds them (there is no `rustfmt.toml`).
 
 mod helpers;
 
 mod admin;
+mod backup;
 mod cli;
 mod close;
+mod crash;
 mod errors;
 mod expiry;
-mod hardening;
 mod http;
+mod malformed;
+mod nonce;
 mod notify;
+mod panic;
 mod pay;
 mod props;
 mod query;
+mod secrets;
 mod signature;
 mod sim;
+mod stalls;
 mod window;

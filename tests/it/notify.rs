@@ -1,4 +1,4 @@
-//! Merchant notifications (issue 3): the outbox, signatures, retries, restarts, operators' CLI.
+//! Merchant notifications: the outbox, signatures, retries, restarts, operators' CLI.
 //! A fake merchant (tiny_http on 127.0.0.1:0) records what it receives and answers from a script.
 
 use std::collections::{HashSet, VecDeque};

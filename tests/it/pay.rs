@@ -143,15 +143,13 @@ fn sandbox_refuses_closed_cancelled_and_unknown_orders() {
     .expect(0, "success");
     srv.close(&app, json!({"bizOrderNo": "B_WAITCLOSED"}))
         .expect(0, "success");
-    for (biz, order_no, status) in [
-        ("B_CLOSED", closed["orderNo"].as_str().unwrap(), "close"),
-        (
-            "B_CANCELLED",
-            cancelled["orderNo"].as_str().unwrap(),
-            "cancel",
-        ),
-        ("B_WAITCLOSED", waiting.as_str(), "close"),
-    ] {
+    #[rustfmt::skip]
+    let cases = [
+        ("B_CLOSED",     closed["orderNo"].as_str().unwrap(),    "close"),
+        ("B_CANCELLED",  cancelled["orderNo"].as_str().unwrap(), "cancel"),
+        ("B_WAITCLOSED", waiting.as_str(),                       "close"),
+    ];
+    for (biz, order_no, status) in cases {
         let before = srv.order(&app, biz);
         srv.sandbox_pay(order_no).expect(20044, "");
         let after = srv.order(&app, biz);

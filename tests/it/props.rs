@@ -420,8 +420,16 @@ proptest! {
     #[test]
     fn one_point_one_and_one_point_ten_are_the_same_amount(st in sign_type()) {
         let mut a = Map::new();
-        for (k, v) in [("mchNo", "M"), ("appId", "A"), ("reqTime", "2026-12-03 10:00:00"),
-            ("bizOrderNo", "B"), ("title", "t"), ("channel", "sandbox"), ("method", "wap")] {
+        // (rustfmt leaves the body of `proptest!` alone: this table needs no `rustfmt::skip`.)
+        for (k, v) in [
+            ("mchNo",      "M"),
+            ("appId",      "A"),
+            ("reqTime",    "2026-12-03 10:00:00"),
+            ("bizOrderNo", "B"),
+            ("title",      "t"),
+            ("channel",    "sandbox"),
+            ("method",     "wap"),
+        ] {
             a.insert(k.into(), v.into());
         }
         let mut b = a.clone();

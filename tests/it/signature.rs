@@ -52,18 +52,19 @@ fn hand_signed_requests_are_accepted() {
     let template = format!(
         r#"{{"mchNo":"{m}","appId":"{a}","reqTime":"{t}","bizOrderNo":"B_HAND_1","title":"Tea \"Earl\" \\ Grey","description":"红茶 straße","amount":1.10,"allocation":false,"channel":"sandbox","method":"wap","notifyUrl":"http://127.0.0.1:9/n?a=1&b=2","unknown":"x","attach":null,"sign":"{{SIGN}}"}}"#
     );
+    #[rustfmt::skip]
     let pairs = [
-        ("mchNo", m),
-        ("appId", a),
-        ("reqTime", t.as_str()),
-        ("bizOrderNo", "B_HAND_1"),
-        ("title", r#"Tea "Earl" \ Grey"#),
+        ("mchNo",       m),
+        ("appId",       a),
+        ("reqTime",     t.as_str()),
+        ("bizOrderNo",  "B_HAND_1"),
+        ("title",       r#"Tea "Earl" \ Grey"#),
         ("description", "红茶 straße"),
-        ("amount", "1.1"),
-        ("allocation", "false"),
-        ("channel", "sandbox"),
-        ("method", "wap"),
-        ("notifyUrl", "http://127.0.0.1:9/n?a=1&b=2"),
+        ("amount",      "1.1"),
+        ("allocation",  "false"),
+        ("channel",     "sandbox"),
+        ("method",      "wap"),
+        ("notifyUrl",   "http://127.0.0.1:9/n?a=1&b=2"),
     ];
     let r = post_hand_signed(&srv, &app, "/unipay/pay", &template, &pairs);
     r.expect(0, "success");
@@ -76,13 +77,14 @@ fn hand_signed_requests_are_accepted() {
     let template = format!(
         r#"{{"mchNo":"{m}","appId":"{a}","reqTime":"{t}","bizOrderNo":"B_HAND_2","title":"w","amount":"2.00","sign":"{{SIGN}}"}}"#
     );
+    #[rustfmt::skip]
     let pairs = [
-        ("mchNo", m),
-        ("appId", a),
-        ("reqTime", t.as_str()),
+        ("mchNo",      m),
+        ("appId",      a),
+        ("reqTime",    t.as_str()),
         ("bizOrderNo", "B_HAND_2"),
-        ("title", "w"),
-        ("amount", "2"),
+        ("title",      "w"),
+        ("amount",     "2"),
     ];
     post_hand_signed(&srv, &app, "/unipay/gateway/prePay", &template, &pairs).expect(0, "success");
 
@@ -90,11 +92,12 @@ fn hand_signed_requests_are_accepted() {
     let template = format!(
         r#"{{"mchNo":"{m}","appId":"{a}","reqTime":"{t}","orderNo":"","bizOrderNo":"B_HAND_2","sign":"{{SIGN}}"}}"#
     );
+    #[rustfmt::skip]
     let pairs = [
-        ("mchNo", m),
-        ("appId", a),
-        ("reqTime", t.as_str()),
-        ("orderNo", ""),
+        ("mchNo",      m),
+        ("appId",      a),
+        ("reqTime",    t.as_str()),
+        ("orderNo",    ""),
         ("bizOrderNo", "B_HAND_2"),
     ];
     let r = post_hand_signed(&srv, &app, "/unipay/query/payOrder", &template, &pairs);
@@ -107,14 +110,15 @@ fn hand_signed_requests_are_accepted() {
     let template = format!(
         r#"{{"mchNo":"{m}","appId":"{a}","reqTime":"{t}","bizOrderNo":"B_HAND_1","nonceStr":"abc","outOrderNo":"","extra":"x","orderNo":null,"sign":"{{SIGN}}"}}"#
     );
+    #[rustfmt::skip]
     let pairs = [
-        ("mchNo", m),
-        ("appId", a),
-        ("reqTime", t.as_str()),
+        ("mchNo",      m),
+        ("appId",      a),
+        ("reqTime",    t.as_str()),
         ("bizOrderNo", "B_HAND_1"),
-        ("nonceStr", "abc"),
+        ("nonceStr",   "abc"),
         ("outOrderNo", ""),
-        ("useCancel", "false"),
+        ("useCancel",  "false"),
     ];
     // Without `useCancel=false` in the canonical string, the signature is wrong.
     post_hand_signed(&srv, &app, "/unipay/close", &template, &pairs[..6]).expect(20052, "验签失败");
@@ -137,12 +141,13 @@ fn hmac_key_is_the_secret_as_given() {
     let template = format!(
         r#"{{"mchNo":"{m}","appId":"{a}","reqTime":"{t}","bizOrderNo":"B_K","useCancel":true,"sign":"{{SIGN}}"}}"#
     );
+    #[rustfmt::skip]
     let pairs = [
-        ("mchNo", m),
-        ("appId", a),
-        ("reqTime", t.as_str()),
+        ("mchNo",      m),
+        ("appId",      a),
+        ("reqTime",    t.as_str()),
         ("bizOrderNo", "B_K"),
-        ("useCancel", "true"),
+        ("useCancel",  "true"),
     ];
     let s = canonical(&pairs, &app.secret);
     for wrong_key in ["ABCDEF", "abcdef"] {
@@ -174,10 +179,11 @@ fn reply_data_is_signed_as_its_json_text() {
     let v: &Value = r.json();
     let data = raw_data(&r.body).unwrap();
     let code = v["code"].to_string();
+    #[rustfmt::skip]
     let pairs = [
-        ("code", code.as_str()),
-        ("msg", v["msg"].as_str().unwrap()),
-        ("data", data.as_str()),
+        ("code",    code.as_str()),
+        ("msg",     v["msg"].as_str().unwrap()),
+        ("data",    data.as_str()),
         ("resTime", v["resTime"].as_str().unwrap()),
         ("traceId", v["traceId"].as_str().unwrap()),
     ];
