@@ -124,7 +124,7 @@ impl Handler for Router {
         answer.response
     }
 
-    /// The unsigned 10500 envelope for a connection over the limit (HTTP 503), built on the
+    /// The unsigned system-error envelope (`Unavailable`) for a connection over the limit (HTTP 503), built on the
     /// accept thread: no store access, only a trace id and the time.
     fn on_overload(&self) -> Response {
         let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
@@ -134,7 +134,7 @@ impl Handler for Router {
         answer.response
     }
 
-    /// Answers 10500 under the trace id of the request whose handler panicked (the server calls
+    /// Answers a system error (`Internal`) under the trace id of the request whose handler panicked (the server calls
     /// this on the thread that ran `handle`), signed when the request names a known app.
     fn on_panic(&self, req: &Request) -> Response {
         let mut trace_id = TRACE_ID.with(|t| std::mem::take(&mut *t.borrow_mut()));

@@ -38,11 +38,14 @@ impl SignType {
     }
 }
 
+/// The field that carries the signature: never part of what is signed.
+pub const SIGN_FIELD: &str = "sign";
+
 /// The canonical string of `fields` before the digest (upper-cased, secret appended).
 ///
 /// Pairs keyed `sign` are ignored. Keys are expected to be distinct.
 pub fn sign_string(fields: &[(&str, &str)], secret: &str) -> String {
-    let mut sorted: Vec<&(&str, &str)> = fields.iter().filter(|(k, _)| *k != "sign").collect();
+    let mut sorted: Vec<&(&str, &str)> = fields.iter().filter(|(k, _)| *k != SIGN_FIELD).collect();
     sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let cap = sorted
         .iter()

@@ -171,7 +171,7 @@ pub fn respond(
     }
 }
 
-/// The 10500 reply to a request whose handler panicked, signed when its app can be known.
+/// The system-error reply to a request whose handler panicked, signed when its app can be known.
 pub fn panic_reply(gw: &Gateway, req: &Request, trace_id: &str) -> Answer {
     let app = wire::peek_app_id(&req.body).and_then(|id| gw.store.app(&id).ok().flatten());
     let err = Error::internal("the handler panicked");

@@ -1,19 +1,19 @@
 //! Idempotent retries with `nonceStr`.
 //!
 //! A signed request that passed the checks up to its signature and carries a non-empty
-//! `nonceStr` is acted on at most once per app and nonce within `NONCE_TTL_MS` (24 h). The reply of the first
-//! request is stored (in `request_nonce`, before it is sent) with a fingerprint of its path and
-//! signed fields. A later request with the same nonce and the same fingerprint gets that reply
-//! again, byte for byte (same `traceId`, `resTime` and `sign`) and nothing is done, even when its
-//! `reqTime` has meanwhile left the app's request-time window (a retry is the same request, so
-//! it is as old as the first one); one with another fingerprint gets 10506 naming `nonceStr` and
-//! nothing is done. Only a nonce not seen before goes through the window check. Requests with
-//! the same key that arrive while the first is still being handled wait for it
-//! (`gateway::InFlight`), so two of them never both act.
+//! `nonceStr` is acted on at most once per app and nonce within `NONCE_TTL_MS` (24 h). The
+//! reply of the first request is stored (in `request_nonce`, before it is sent) with a
+//! fingerprint of its path and signed fields. A later request with the same nonce and the same
+//! fingerprint gets that reply again, byte for byte (same `traceId`, `resTime` and `sign`) and
+//! nothing is done, even when its `reqTime` has meanwhile left the app's request-time window (a
+//! retry is the same request, so it is as old as the first one); one with another fingerprint
+//! gets 10506 naming `nonceStr` and nothing is done. Only a nonce not seen before goes through
+//! the window check. Requests with the same key that arrive while the first is still being
+//! handled wait for it (`gateway::InFlight`), so two of them never both act.
 //!
-//! A 10500 reply is not remembered: the request did not complete, and a retry with the same
-//! nonce is handled anew (the state machine keeps a half-done change from happening twice).
-//! Nor is a refusal by the window: the request was never handled.
+//! A system-error reply (`CODE_SYSTEM_ERROR`) is not remembered: the request did not complete,
+//! and a retry with the same nonce is handled anew (the state machine keeps a half-done change
+//! from happening twice). Nor is a refusal by the window: the request was never handled.
 
 use sha2::{Digest, Sha256};
 
@@ -22,12 +22,13 @@ use crate::domain::NONCE_TTL_MS;
 use crate::error::{Error, CODE_SYSTEM_ERROR, MSG_NONCE_REUSED};
 use crate::gateway::Gateway;
 use crate::http::Response;
+use crate::sign::SIGN_FIELD;
 use crate::store::NewNonce;
 
 /// The sha256 of `path` and the signed fields of a request (`sign` left out), each part
 /// length-prefixed so that no two different requests share an input. The secret is not in it.
 pub fn fingerprint(path: &str, pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut sorted: Vec<&(&str, &str)> = pairs.iter().filter(|(k, _)| *k != "sign").collect();
+    let mut sorted: Vec<&(&str, &str)> = pairs.iter().filter(|(k, _)| *k != SIGN_FIELD).collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut h = Sha256::new();
     let mut part = |s: &str| {
@@ -78,7 +79,7 @@ pub fn once(
         return fail(e);
     }
     let answer = run();
-    // 10500: the request did not complete, so it is not remembered (see the module doc).
+    // A system error: the request did not complete, so it is not remembered (see the module doc).
     if answer.code != CODE_SYSTEM_ERROR {
         let remembered = gw.store.remember_nonce(NewNonce {
             app_id: app_id.clone(),

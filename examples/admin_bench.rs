@@ -7,8 +7,8 @@
 //! (reported, not counted), then `--runs` timed requests, reporting the median and the slowest.
 //!
 //! ```sh
-//! cargo build --release
-//! target/release/admin_bench --db /tmp/unipay-bench.db            # fills it on the first run
+//! cargo build --release --bins --examples
+//! target/release/examples/admin_bench --db /tmp/unipay-bench.db            # fills it on the first run
 //! ```
 //!
 //! A database that already holds orders is reused as it is.
@@ -41,9 +41,13 @@ fn options() -> Result<Options, String> {
         db: std::env::temp_dir().join("unipay-admin-bench.db"),
         orders: 1_000_000,
         runs: 3,
+        // target/release/examples/admin_bench → target/release/unipay
         bin: std::env::current_exe()
             .map_err(|e| e.to_string())?
-            .with_file_name("unipay"),
+            .parent()
+            .and_then(|examples| examples.parent())
+            .map(|dir| dir.join("unipay"))
+            .ok_or("cannot tell where the unipay binary is; pass --bin")?,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
