@@ -5,13 +5,26 @@
 //! connection has its own thread, so a busy or stalled client can never starve the others (the
 //! starvation trap of tiny_http's pool, see ARCHITECTURE.md). Handlers never see a socket: they
 //! get a plain `Request` and return a plain `Response`.
+//!
+//! This file has what the application sees (`Request`, `Response`, `Handler`, `ReadError`,
+//! `Limits`, and `serve` re-exported). The rest, by seam: `accept.rs` (`serve`, the accept
+//! thread, connection slots, the overload 503), `conn.rs` (one connection: reading a request's
+//! head and body, writing responses, keep-alive, linger), `deadline.rs` (socket reads and writes
+//! under a deadline), `parse.rs` (request line, headers, framing, chunk sizes: bytes in, values
+//! out, no I/O) and `encode.rs` (a `Response` to bytes). Nothing here uses the rest of the crate.
 
-mod server;
+mod accept;
+mod conn;
+mod deadline;
+mod encode;
+mod parse;
+#[cfg(test)]
+mod test_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use server::{serve, ServerHandle};
+pub use accept::{serve, ServerHandle};
 
 /// A request as the handlers see it: fully read, within the limits.
 #[derive(Debug, Clone)]
