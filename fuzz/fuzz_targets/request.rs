@@ -51,8 +51,12 @@ fuzz_target!(|data: &[u8]| {
             params.str("bizOrderNo"),
             params.str("outOrderNo"),
         );
+        let _ = params.common();
+        let _ = wire::order_key(&params);
+        let _ = wire::close_input(&params);
+        let _ = wire::pay_input(&params);
         if params.decimal("amount").is_some() {
-            let _ = wire::amount(&params);
+            let _ = wire::order_input(&params);
         }
         let _ = params.time_ms("reqTime");
         let _ = params.time_ms("expiredTime");
