@@ -125,8 +125,7 @@ impl CloseType {
 pub fn plan_close(status: PayStatus, use_cancel: bool) -> Result<ClosePlan, PayStatus> {
     match status {
         PayStatus::Wait => Ok(ClosePlan::Local),
-        PayStatus::Progress if use_cancel => Ok(ClosePlan::AtChannel(CloseType::Cancel)),
-        PayStatus::Progress => Ok(ClosePlan::AtChannel(CloseType::Close)),
+        PayStatus::Progress => Ok(ClosePlan::AtChannel(CloseType::from_use_cancel(use_cancel))),
         other => Err(other),
     }
 }

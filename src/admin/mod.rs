@@ -17,7 +17,7 @@ mod pages;
 use sha2::{Digest, Sha256};
 
 use crate::close::close_order;
-use crate::domain::{Actor, CloseRequest, PayStatus};
+use crate::domain::{Actor, CloseRequest, CloseType, PayStatus};
 use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
@@ -398,7 +398,7 @@ fn close(
         client_ip: Some(req.remote_addr.ip().to_string()),
         now,
     };
-    let what = if use_cancel { "cancel" } else { "close" };
+    let what = CloseType::from_use_cancel(use_cancel).as_str();
     let order = OrderRef::Id(order.id);
     let (ok, msg) = match close_order(&gw.store, &gw.channels, order, use_cancel, close_req) {
         Ok(after) => (true, format!("操作成功: 订单现为{}", after.status.label())),
