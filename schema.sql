@@ -1,5 +1,5 @@
--- unipay's baseline schema: migration 1. Later changes are appended as new steps in
--- src/store/mod.rs (MIGRATIONS) and never edit this file once released.
+-- unipay's baseline schema: migration 1. Later changes are new steps in migrations/, listed in
+-- src/store/open.rs (MIGRATIONS); never edit this file once released.
 -- Times are milliseconds since the Unix epoch; amounts are cents.
 
 CREATE TABLE merchant (

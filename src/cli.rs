@@ -5,8 +5,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::channel::Channels;
-use crate::config::{AppCreateConfig, CallConfig, Command, ServeConfig};
+use crate::channel::{alipay, Channels, Reach};
+use crate::config::{
+    AppCreateConfig, CallConfig, ChannelArgs, ChannelCommand, Command, ServeConfig, UsageError,
+};
 use crate::domain::App;
 use crate::expiry;
 use crate::gateway::Gateway;
@@ -31,6 +33,7 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::OrderAttention { db, offset } => order_attention(&db, offset),
         Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
+        Command::Channel(cmd) => channel(cmd),
         Command::Backup { db, out } => backup(&db, &out),
         Command::Help(text) => {
             print!("{text}");
@@ -115,12 +118,12 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         cfg.db.display(),
         cfg.offset
     );
-    let channels = Channels::builtin(
-        store.clone(),
-        clock.clone(),
-        random.clone(),
-        base_url.clone(),
-    );
+    let reach = Reach {
+        base_url: base_url.clone(),
+        public_url: cfg.public_url.clone().unwrap_or_else(|| base_url.clone()),
+        timeout: cfg.channel_timeout,
+    };
+    let channels = Channels::builtin(store.clone(), clock.clone(), random.clone(), reach);
     notify::start(
         store.clone(),
         clock.clone(),
@@ -260,6 +263,70 @@ fn notify_resend(db: &std::path::Path, event_id: i64) -> Result<(), RunError> {
         return Err(format!("no notification event {event_id}").into());
     }
     println!("event {event_id} is due now; a running server delivers it within a second");
+    Ok(())
+}
+
+/// `unipay channel set|list|disable`. A key that does not load is a usage error (exit 2).
+fn channel(cmd: ChannelCommand) -> Result<(), RunError> {
+    let now = SystemClock.now_ms();
+    match cmd {
+        ChannelCommand::Set {
+            db,
+            app_id,
+            settings,
+        } => {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
+            };
+            let stored = match &settings {
+                ChannelArgs::AliPay {
+                    alipay_app_id,
+                    private_key_file,
+                    alipay_public_key_file,
+                    gateway,
+                } => alipay::settings::Settings::from_texts(
+                    alipay_app_id,
+                    &read(private_key_file)?,
+                    &read(alipay_public_key_file)?,
+                    gateway.as_deref(),
+                )
+                .map_err(UsageError)?
+                .to_stored(),
+            };
+            let (db_handle, _) = Offline::open(&db)?;
+            if db_handle.app(&app_id)?.is_none() {
+                return Err(UsageError(format!("no app `{app_id}` in {}", db.display())).into());
+            }
+            db_handle.set_channel_config(&app_id, settings.channel(), &stored, now)?;
+            println!(
+                "{} set for app {app_id}; a running server uses it within seconds",
+                settings.channel()
+            );
+        }
+        ChannelCommand::List { db, app_id } => {
+            let (db, _) = Offline::open(&db)?;
+            for cfg in db.channel_configs(app_id.as_deref())? {
+                let view = match cfg.channel.as_str() {
+                    alipay::NAME => alipay::settings::Settings::public_view(&cfg.settings),
+                    _ => Vec::new(),
+                };
+                let line = wire::channel_line(&cfg.app_id, &cfg.channel, cfg.enabled, &view);
+                println!("{line}");
+            }
+        }
+        ChannelCommand::Disable {
+            db,
+            app_id,
+            channel,
+        } => {
+            let (db, _) = Offline::open(&db)?;
+            if !db.disable_channel(&app_id, &channel, now)? {
+                return Err(format!("app `{app_id}` has no {channel} settings").into());
+            }
+            println!("{channel} disabled for app {app_id}");
+        }
+    }
     Ok(())
 }
 

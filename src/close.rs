@@ -45,7 +45,7 @@ fn close_at_channel(
         .get(&channel_name)
         .ok_or_else(|| Error::Unsupported(channel_name.clone()))?;
     // Before any intent is committed: a close the channel cannot do changes nothing (20030).
-    if !channel.supports(close_type) {
+    if !channel.supports(order, close_type) {
         return Err(Error::Unsupported(channel_name));
     }
     let order = store.begin_close(order.id, close_type, req.clone())?;
@@ -60,15 +60,26 @@ fn close_at_channel(
             ChannelCloseOutcome::Failed(e.message())
         }
         Err(e) => {
-            log::warn!("close of {} at {channel_name} failed: {e}", order.order_no);
-            ChannelCloseOutcome::Failed(e.message())
+            // Unknown: the trade may or may not be closed. The intent stays (a second close is
+            // 20043) and recovery settles it by asking the channel; the attempt is recorded.
+            log::warn!(
+                "close of {} at {channel_name}: outcome unknown: {e}",
+                order.order_no
+            );
+            store.record_unknown_close(order.id, close_type, req, e.message())?;
+            return Err(match e {
+                Error::CloseFailed(why) => Error::CloseFailed(why),
+                other => Error::CloseFailed(other.message()),
+            });
         }
     };
     let (after, changed) =
         store.finish_channel_close(order.id, close_type, outcome.clone(), req)?;
     match outcome {
-        ChannelCloseOutcome::Closed if changed => Ok(after),
-        ChannelCloseOutcome::Closed => Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into())),
+        ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded if changed => Ok(after),
+        ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded => {
+            Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into()))
+        }
         ChannelCloseOutcome::Paid { .. } => Err(Error::TradeStatus(MSG_PAID_NOT_CLOSABLE.into())),
         ChannelCloseOutcome::Failed(_) if unsupported => Err(Error::Unsupported(channel_name)),
         ChannelCloseOutcome::Failed(msg) => Err(Error::CloseFailed(msg)),
@@ -81,7 +92,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::channel::{Channel, PayStart, TradeState};
+    use crate::channel::{Channel, PayExtra, PayStart, TradeState};
     use crate::domain::{Actor, Amount, App, PayStatus};
     use crate::sign::SignType;
     use crate::store::{Inserted, NewOrder, Offline};
@@ -98,15 +109,16 @@ mod tests {
         fn name(&self) -> &'static str {
             "nocancel"
         }
-        fn start(&self, _: &Order) -> Result<PayStart, Error> {
+        fn start(&self, _: &Order, _: &PayExtra) -> Result<PayStart, Error> {
             Ok(PayStart {
                 pay_body: String::new(),
+                remember: false,
             })
         }
         fn pay_body(&self, _: &Order) -> Option<String> {
             None
         }
-        fn supports(&self, close_type: CloseType) -> bool {
+        fn supports(&self, _: &Order, close_type: CloseType) -> bool {
             self.admits || close_type == CloseType::Close
         }
         fn close(&self, _: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {

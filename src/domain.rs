@@ -66,7 +66,8 @@ impl PayStatus {
         }
     }
 
-    /// No transition leaves a terminal status.
+    /// Nothing but money leaves a terminal status: a payment that arrives for a closed,
+    /// cancelled or failed order still makes it `success` (flagged for an operator).
     pub fn is_terminal(self) -> bool {
         !matches!(self, PayStatus::Wait | PayStatus::Progress)
     }
@@ -179,6 +180,9 @@ pub struct CloseRequest {
 pub enum ChannelCloseOutcome {
     /// The trade is closed (or cancelled, or never existed): no money can arrive any more.
     Closed,
+    /// The trade had been paid and the cancel refunded the payer: no money stays, the order is
+    /// cancelled (the refund is in its close record).
+    Refunded,
     /// The trade was already paid: the order must become `success`.
     Paid { trade_no: String, paid_at: i64 },
     /// The channel refused or failed; the order is unchanged.

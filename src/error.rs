@@ -18,7 +18,10 @@ pub enum Error {
     Validation(String),
     /// 20011: the pay request names a channel unipay does not have.
     NoSuchChannel,
-    /// 20023: merchant or app unknown or disabled; the text says which.
+    /// 20021: the app's channel is set but disabled.
+    ChannelDisabled(&'static str),
+    /// 20023: merchant, app or the app's channel settings unknown or disabled; the text says
+    /// which.
     Config(&'static str),
     /// 20030: the channel cannot do this (close, cancel).
     Unsupported(String),
@@ -32,8 +35,10 @@ pub enum Error {
     BadSign,
     /// 20060: the amount is above the app's limit.
     AmountLimit,
-    /// 20080: the channel refused or failed the close.
+    /// 20080: the channel refused or failed the close, or its outcome is unknown.
     CloseFailed(String),
+    /// 20080: the channel refused to start the payment, or its answer could not be trusted.
+    PayFailed(String),
     /// 10500: the request was not handled (it did not arrive in time, the server is full);
     /// the text says why. Nothing was done: send it again.
     Unavailable(&'static str),
@@ -91,6 +96,10 @@ pub const MSG_NO_APP: &str = "未找到指定的应用配置";
 pub const MSG_MERCHANT_DISABLED: &str = "商户未启用";
 pub const MSG_APP_DISABLED: &str = "商户应用未启用";
 
+pub const MSG_NO_CHANNEL_CONFIG: &str = "未找到指定的支付通道配置";
+// 20021 (`ChannelDisabled`).
+pub const MSG_CHANNEL_DISABLED: &str = "支付通道未启用";
+
 // 20044 (`TradeStatus`).
 pub const MSG_NOT_CLOSABLE: &str = "订单不是支付中, 无法进行关闭订单";
 pub const MSG_PAID_NOT_CLOSABLE: &str = "订单已支付成功, 无法关闭";
@@ -109,11 +118,20 @@ pub const MSG_PAY_TRADE_CANCELLED: &str = "交易已撤销, 无法支付";
 pub const MSG_PAY_TRADE_PAID: &str = "交易已支付, 请勿重复支付";
 pub const MSG_PAY_STATUS_CHANGED: &str = "订单状态已变化, 无法支付";
 
+/// Why an order needs an operator: money arrived after it was closed, cancelled or failed.
+pub fn msg_late_payment(label: &str, trade_no: &str, status: &str) -> String {
+    format!(
+        "订单状态为{label}时通道交易{trade_no}已支付, 订单已改为支付成功, 请人工处理 (money arrived for a {status} order)"
+    )
+}
+
 // Close records (shown to operators in the console).
 pub const MSG_RECORD_STATUS_CHANGED: &str = "订单状态已变化";
 pub const MSG_RECORD_PAID_AT_CHANNEL: &str = "通道交易已支付, 订单状态同步为支付成功";
 pub const MSG_RECORD_INTERRUPTED: &str =
     "关闭未完成: 进程停止时通道交易仍未关闭, 已撤销 (interrupted before the channel closed)";
+pub const MSG_RECORD_REFUNDED: &str =
+    "通道交易已支付, 撤销时通道已全额退款 (the channel refunded the payment when cancelling)";
 
 impl Error {
     /// The DaxPay code of this error.
@@ -125,6 +143,7 @@ impl Error {
             Error::JsonParse(_) => 10505,
             Error::Validation(_) => 10506,
             Error::NoSuchChannel => 20011,
+            Error::ChannelDisabled(_) => 20021,
             Error::Config(_) => 20023,
             Error::Unsupported(_) => 20030,
             Error::OrderNotFound => 20041,
@@ -132,7 +151,7 @@ impl Error {
             Error::TradeStatus(_) => 20044,
             Error::BadSign => 20052,
             Error::AmountLimit => 20060,
-            Error::CloseFailed(_) => 20080,
+            Error::CloseFailed(_) | Error::PayFailed(_) => 20080,
         }
     }
 
@@ -146,7 +165,7 @@ impl Error {
             Error::JsonParse(detail) => format!("JSON parse error: {detail}"),
             Error::Validation(detail) => format!("验证参数错误\n{detail}"),
             Error::NoSuchChannel => "不存在的支付通道".into(),
-            Error::Config(what) => (*what).into(),
+            Error::Config(what) | Error::ChannelDisabled(what) => (*what).into(),
             Error::Unsupported(channel) => format!("不支持的能力: {channel}"),
             Error::OrderNotFound => "支付订单不存在".into(),
             Error::Closing => "支付订单已在关闭中，请勿重复发起".into(),
@@ -155,6 +174,7 @@ impl Error {
             Error::AmountLimit => "支付金额超过限额".into(),
             Error::CloseFailed(why) if why.is_empty() => "关闭订单失败".into(),
             Error::CloseFailed(why) => format!("关闭订单失败: {why}"),
+            Error::PayFailed(why) => format!("支付失败: {why}"),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod expiry;
+pub mod form;
 pub mod gateway;
 pub mod html;
 pub mod http;

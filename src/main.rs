@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use unipay::cli;
-use unipay::config::Command;
+use unipay::config::{Command, UsageError};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -18,6 +18,11 @@ fn main() -> ExitCode {
     };
     match cli::run(command) {
         Ok(()) => ExitCode::SUCCESS,
+        // What was asked cannot be done as given (a key that does not load, …).
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -12,6 +12,7 @@ use crate::api::{self, Answer};
 use crate::error::{
     Error, MSG_BODY_TOO_LARGE, MSG_HEADERS_TOO_LARGE, MSG_OVERLOADED, MSG_REQUEST_TIMEOUT,
 };
+use crate::form;
 use crate::gateway::Gateway;
 use crate::http::{Handler, ReadError, Request, Response};
 use crate::sys;
@@ -61,18 +62,42 @@ impl Router {
                         false => method_not_allowed(gw, trace_id),
                     };
                 }
+                if let Some(rest) = path.strip_prefix("/callback/") {
+                    return callback(gw, req, rest, trace_id);
+                }
                 if let Some(order_no) = path.strip_prefix("/sandbox/cashier/") {
                     return match req.method.as_str() {
                         "GET" | "HEAD" => page(api::sandbox::cashier(gw, order_no)),
                         _ => method_not_allowed(gw, trace_id),
                     };
                 }
-                let mut answer = api::error_reply(gw, Error::NoSuchPath, trace_id);
-                answer.response.status = 404;
-                answer
+                not_found(gw, trace_id)
             }
         }
     }
+}
+
+/// `POST /callback/{channel}/{appId}`: a notification from a channel, answered as the channel
+/// wants (its own body, not the DaxPay envelope).
+fn callback(gw: &Gateway, req: &Request, rest: &str, trace_id: &str) -> Answer {
+    let Some((name, app_id)) = rest.split_once('/') else {
+        return not_found(gw, trace_id);
+    };
+    let app_id = form::decode(app_id, false);
+    match gw.channels.get(name) {
+        Some(_) if req.method != "POST" => method_not_allowed(gw, trace_id),
+        Some(channel) if !app_id.is_empty() && !app_id.contains('/') => Answer {
+            code: 0,
+            response: channel.callback(&app_id, req),
+        },
+        _ => not_found(gw, trace_id),
+    }
+}
+
+fn not_found(gw: &Gateway, trace_id: &str) -> Answer {
+    let mut answer = api::error_reply(gw, Error::NoSuchPath, trace_id);
+    answer.response.status = 404;
+    answer
 }
 
 fn method_not_allowed(gw: &Gateway, trace_id: &str) -> Answer {

@@ -9,9 +9,8 @@
 //!
 //! The console reads through `store::admin` and changes orders only through the same paths as
 //! the API: a close is `close::close_order` with actor `admin`, a resend is
-//! `Store::resend_event`. Rendering is in `pages`, query strings and forms in `form`.
+//! `Store::resend_event`. Rendering is in `pages`; query strings, forms and cookies are read with `crate::form`.
 
-pub mod form;
 mod pages;
 
 use sha2::{Digest, Sha256};
@@ -19,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::close::close_order;
 use crate::domain::{Actor, CloseRequest, CloseType, PayStatus};
 use crate::error::Error;
+use crate::form;
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
 use crate::sign::constant_time_eq;

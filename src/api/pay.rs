@@ -2,6 +2,7 @@
 //! `POST /unipay/gateway/prePay` (an order waiting for a cashier, `wait`).
 
 use crate::api::Call;
+use crate::channel::PayExtra;
 use crate::domain::{Order, PayStatus};
 use crate::error::{
     Error, MSG_ALREADY_PAID, MSG_EXPIRED_TIME_PAST, MSG_FAILED_OR_CLOSED, MSG_PAY_EXPIRED,
@@ -19,6 +20,12 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
         .channels
         .get(&input.channel)
         .ok_or(Error::NoSuchChannel)?;
+    let extra = PayExtra {
+        open_id: input.open_id.clone(),
+        quit_url: input.quit_url.clone(),
+    };
+    // Before anything is written: the app's channel settings, the method, its fields.
+    channel.check_pay(&call.app.app_id, method, &extra)?;
     let mut new = new_order(call, PayStatus::Progress)?;
     new.channel = Some(channel.name().to_string());
     new.method = Some(input.method.clone());
@@ -50,8 +57,13 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
             return Ok(Some(wire::pay_data(&existing, pay_body.as_deref())));
         }
     };
-    match channel.start(&order) {
-        Ok(start) => Ok(Some(wire::pay_data(&order, Some(&start.pay_body)))),
+    match channel.start(&order, &extra) {
+        Ok(start) => {
+            if start.remember {
+                gw.store.set_pay_body(order.id, start.pay_body.clone())?;
+            }
+            Ok(Some(wire::pay_data(&order, Some(&start.pay_body))))
+        }
         Err(e) => {
             log::warn!(
                 "channel {} refused order {}: {e}",

@@ -1,16 +1,27 @@
 //! Payment channels: where the payer's money actually moves.
 //!
-//! A `Channel` is asked to start a payment, and to close or cancel a trade so that no money can
-//! arrive any more. The close logic (`close`) only speaks this trait, so real channels
-//! (Alipay, WeChat Pay) can be added beside `sandbox` without touching it. Channel calls are
-//! network I/O for real channels: they are never made inside a store transaction.
+//! A `Channel` is asked whether an app can pay with a method, to start a payment, to close or
+//! cancel a trade so that no money can arrive any more, what a trade is now, and it answers the
+//! notifications its channel sends (`POST /callback/{channel}/{appId}`). The close logic
+//! (`close`) only speaks this trait. Channel calls are network I/O for real channels: they are
+//! never made inside a store transaction, and every one has a timeout (`client`).
+//!
+//! One folder per real channel (`alipay/`); what they share is here: keys and signatures
+//! (`keys`), the outbound HTTP client (`client`), and the per-app settings cache (`settings`).
+//! No channel code lives anywhere else.
 
+pub mod alipay;
+pub mod client;
+pub mod keys;
 mod sandbox;
+pub mod settings;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::{ChannelCloseOutcome, CloseType, Order};
 use crate::error::Error;
+use crate::http::{Request, Response};
 use crate::store::Store;
 use crate::sys::{Clock, Random};
 
@@ -21,33 +32,63 @@ pub use sandbox::{cashier_url, Sandbox};
 pub struct PayStart {
     /// What the merchant gives the payer to pay with (a URL, a QR payload, …).
     pub pay_body: String,
+    /// Whether the pay body must be kept for a repeated pay of the same order (the channel
+    /// cannot make it again without a network call).
+    pub remember: bool,
+}
+
+/// What a pay request asks of a channel beyond the order itself.
+#[derive(Debug, Clone, Default)]
+pub struct PayExtra {
+    /// The payer's id at the channel (`openId`, WeChat's JSAPI).
+    pub open_id: Option<String>,
+    /// Where a mobile cashier sends a payer who gives up (`quitUrl`).
+    pub quit_url: Option<String>,
 }
 
 /// A payment channel.
 pub trait Channel: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// Opens a trade for `order` at the channel.
-    fn start(&self, order: &Order) -> Result<PayStart, Error>;
+    /// Whether `app_id` can pay with `method` here. The error is the answer to the pay request,
+    /// given before any order is written: 20023 (not configured), 20021 (disabled), 20030 (a
+    /// method the channel does not have), 10506 (a field the method needs).
+    fn check_pay(&self, app_id: &str, method: &str, extra: &PayExtra) -> Result<(), Error> {
+        let _ = (app_id, method, extra);
+        Ok(())
+    }
+
+    /// Opens a trade for `order` at the channel. An `Err` fails the order (the payer was given
+    /// nothing to pay with).
+    fn start(&self, order: &Order, extra: &PayExtra) -> Result<PayStart, Error>;
 
     /// What the payer is sent to for an order that already has a trade.
     fn pay_body(&self, order: &Order) -> Option<String>;
 
-    /// Whether this channel can do this kind of close at all. The close logic asks before it
-    /// commits a close intent, so that an unsupported close (20030) changes and records nothing.
-    fn supports(&self, close_type: CloseType) -> bool {
-        let _ = close_type;
+    /// Whether this channel can do this kind of close of this order at all. The close logic
+    /// asks before it commits a close intent, so that an unsupported close (20030) changes and
+    /// records nothing.
+    fn supports(&self, order: &Order, close_type: CloseType) -> bool {
+        let _ = (order, close_type);
         true
     }
 
     /// Closes (or cancels) the trade of `order` so that it can no longer be paid. Only called
-    /// for a `close_type` the channel `supports`; `Err(Error::Unsupported)` if it cannot do it
-    /// after all; any other `Err` means the channel's answer is unknown (a timeout: the trade
-    /// may or may not be closed).
+    /// for a close the channel `supports`. `Ok(Failed)` is a definite refusal (the trade is
+    /// unchanged); `Err(Error::Unsupported)` if it cannot do it after all; any other `Err`
+    /// means the outcome is unknown (a timeout, an answer that does not verify): the close
+    /// intent stays and recovery settles it later by `query`.
     fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error>;
 
-    /// What the channel's trade of `order` is now. `Err` when the channel could not be asked.
+    /// What the channel's trade of `order` is now. `Err` when the channel could not be asked or
+    /// its answer is unknown.
     fn query(&self, order: &Order) -> Result<TradeState, Error>;
+
+    /// Answers a notification the channel sent to `POST /callback/{channel}/{app_id}`.
+    fn callback(&self, app_id: &str, req: &Request) -> Response {
+        let _ = (app_id, req);
+        Response::text(404, "not found\n")
+    }
 }
 
 /// A trade as its channel sees it.
@@ -63,6 +104,17 @@ pub enum TradeState {
     NotFound,
 }
 
+/// How the server reaches the channels, and how the channels reach it.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// Where this server is reached by people (cashier links): `http://127.0.0.1:9999`.
+    pub base_url: String,
+    /// Where the channels call back: `--public-url`, by default `base_url`.
+    pub public_url: String,
+    /// The timeout of every call to a channel.
+    pub timeout: Duration,
+}
+
 /// The channels this server knows, by name.
 pub struct Channels {
     channels: Vec<Arc<dyn Channel>>,
@@ -73,15 +125,24 @@ impl Channels {
         Channels { channels }
     }
 
-    /// The built-in channels. `base_url` is where the server can be reached (cashier links).
+    /// The built-in channels: the sandbox and the real ones.
     pub fn builtin(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
-        base_url: String,
+        reach: Reach,
     ) -> Channels {
+        let client = client::Client::new(reach.timeout);
         Channels {
-            channels: vec![Arc::new(Sandbox::new(store, clock, random, base_url))],
+            channels: vec![
+                Arc::new(Sandbox::new(
+                    store.clone(),
+                    clock.clone(),
+                    random.clone(),
+                    reach.base_url.clone(),
+                )),
+                Arc::new(alipay::AliPay::new(store, clock, client, reach.public_url)),
+            ],
         }
     }
 

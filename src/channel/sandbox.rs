@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{Channel, PayStart, TradeState};
+use super::{Channel, PayExtra, PayStart, TradeState};
 use crate::domain::{ChannelCloseOutcome, CloseType, Order, SANDBOX};
 use crate::error::Error;
 use crate::store::{SandboxTrade, Store};
@@ -45,7 +45,7 @@ impl Channel for Sandbox {
         SANDBOX
     }
 
-    fn start(&self, order: &Order) -> Result<PayStart, Error> {
+    fn start(&self, order: &Order, _: &PayExtra) -> Result<PayStart, Error> {
         let trade_no = Sandbox::new_trade_no(self.random.as_ref());
         self.store.sandbox_open(
             order.order_no.clone(),
@@ -55,6 +55,7 @@ impl Channel for Sandbox {
         )?;
         Ok(PayStart {
             pay_body: cashier_url(&self.base_url, &order.order_no),
+            remember: false,
         })
     }
 

@@ -10,6 +10,7 @@ Commands:
   app create    Create a merchant application (and its merchant)
   app list      List the applications
   call          Send a signed request to a running server and print the reply
+  channel       Set, list or disable an app's payment channels (ali_pay)
   order attention  List orders that need an operator
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
@@ -24,7 +25,7 @@ unipay serve: run the gateway
 
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
-                    [--admin-token TOKEN]
+                    [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -36,6 +37,11 @@ Options:
   --sweep-interval D   How often orders past their expiredTime are closed  [default 60s]
   --admin-token TOKEN  Token of the admin console at /admin (stored hashed)  [env UNIPAY_ADMIN_TOKEN,
                        default: generated on the first start and printed once]
+  --public-url URL     Where the payment channels send notifications: Alipay and WeChat Pay call
+                       {URL}/callback/{channel}/{appId}  [env UNIPAY_PUBLIC_URL, default
+                       http:// and the address listened on]
+  --channel-timeout D  Timeout of every call to a payment channel  [env UNIPAY_CHANNEL_TIMEOUT,
+                       default 10s]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
@@ -112,4 +118,24 @@ mchNo, appId and reqTime are filled in and the request is signed with the app's 
 
 Example:
   unipay call --db unipay.db --app-id DEMO_APP close '{\"bizOrderNo\":\"B1\"}'
+";
+
+pub const CHANNEL_HELP: &str = "\
+unipay channel: an app's real payment channels
+
+Usage:
+  unipay channel set --db PATH --app-id APP ali_pay --alipay-app-id ID
+                     --private-key-file FILE --alipay-public-key-file FILE [--gateway URL]
+  unipay channel list --db PATH [--app-id APP]
+  unipay channel disable --db PATH --app-id APP CHANNEL
+
+`set` stores (or replaces) the app's settings of a channel and enables it; the app must exist.
+For ali_pay: the app's Alipay app id, the app's private key (PKCS#1 or PKCS#8, PEM or the bare
+base64 Alipay's key tool writes) and Alipay's public key (PEM or bare base64); RSA keys under
+2048 bits are refused. --gateway defaults to https://openapi.alipay.com/gateway.do (Alipay's
+sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do). Keys come from files, never from
+the command line (visible in `ps`).
+`list` prints one JSON line per app and channel; it never prints a private key.
+`disable` keeps the settings; pay requests for the channel then get 20021 until `set` again.
+All three work while `unipay serve` runs on the same file.
 ";

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod channel;
 mod help;
 mod values;
 
@@ -13,6 +14,7 @@ use crate::sign::SignType;
 use crate::store::EventFilter;
 use crate::sys::UtcOffset;
 
+pub use channel::{ChannelArgs, ChannelCommand};
 pub use help::*;
 pub use values::{parse_duration, parse_schedule};
 use values::{parse_int, parse_offset};
@@ -40,6 +42,8 @@ pub enum Command {
         event_id: i64,
     },
     Call(CallConfig),
+    /// `unipay channel set|list|disable`.
+    Channel(ChannelCommand),
     /// `unipay backup`: an online copy of the database.
     Backup {
         db: PathBuf,
@@ -61,6 +65,11 @@ pub struct ServeConfig {
     pub sweep_interval: Duration,
     /// The admin console's token (`--admin-token`); `None` keeps the stored one or makes one.
     pub admin_token: Option<Redacted>,
+    /// Where the channels send their notifications (`--public-url`); `None` is the bound
+    /// address.
+    pub public_url: Option<String>,
+    /// The timeout of every call to a channel (`--channel-timeout`).
+    pub channel_timeout: Duration,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -114,6 +123,8 @@ pub struct CallConfig {
 /// A command line that cannot be run; the text says why. Exit code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
+
+impl std::error::Error for UsageError {}
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,6 +207,7 @@ impl Command {
                 ))),
             },
             Some("backup") => parse_backup(&mut args),
+            Some("channel") => channel::parse(&mut args),
             Some("--version" | "-V") => Ok(Command::Version),
             Some("version") => match args.next().as_deref() {
                 None => Ok(Command::Version),
@@ -219,6 +231,8 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut schedule = env("UNIPAY_NOTIFY_RETRY_SCHEDULE");
     let mut sweep = env("UNIPAY_SWEEP_INTERVAL");
     let mut admin_token = env("UNIPAY_ADMIN_TOKEN");
+    let mut public_url = env("UNIPAY_PUBLIC_URL");
+    let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
@@ -226,6 +240,8 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--listen" => listen = Some(args.value("--listen", inline)?),
             "--sweep-interval" => sweep = Some(args.value("--sweep-interval", inline)?),
             "--admin-token" => admin_token = Some(args.value("--admin-token", inline)?),
+            "--public-url" => public_url = Some(args.value("--public-url", inline)?),
+            "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
             "--notify-retry-schedule" => {
                 schedule = Some(args.value("--notify-retry-schedule", inline)?)
             }
@@ -260,7 +276,27 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--admin-token: must not be empty or start or end with spaces".into(),
         ));
     }
+    if let Some(url) = &public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Err(UsageError(format!(
+                "--public-url: `{url}` is not an http(s) URL like https://pay.example.com"
+            )));
+        }
+    }
+    let channel_timeout = match channel_timeout {
+        Some(text) => {
+            parse_duration(&text).map_err(|e| UsageError(format!("--channel-timeout: {e}")))?
+        }
+        None => Duration::from_secs(10),
+    };
+    if channel_timeout < Duration::from_millis(100) || channel_timeout > Duration::from_secs(60) {
+        return Err(UsageError(
+            "--channel-timeout: between 100ms and 60s".into(),
+        ));
+    }
     Ok(Command::Serve(ServeConfig {
+        public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+        channel_timeout,
         admin_token: admin_token.map(Redacted),
         sweep_interval,
         db: PathBuf::from(db.unwrap_or_else(|| "./unipay.db".into())),

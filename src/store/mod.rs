@@ -10,6 +10,7 @@
 pub mod admin;
 mod apps;
 mod backup;
+mod channels;
 mod nonce;
 mod offline;
 mod open;
@@ -36,6 +37,7 @@ pub use backup::{
     backup, check_file, check_whole, integrity_check, quick_check, CheckFailure, Checked,
     CHECK_BEFORE_SERVING_MAX_BYTES,
 };
+pub use channels::ChannelConfig;
 pub use nonce::{NewNonce, SeenNonce};
 pub use offline::Offline;
 pub use open::{open_connection, OpenError};

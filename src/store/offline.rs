@@ -7,7 +7,10 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::{admin, apps, orders, outbox, CreateAppError, EventFilter, EventInfo, OpenError};
+use super::{
+    admin, apps, channels, orders, outbox, ChannelConfig, CreateAppError, EventFilter, EventInfo,
+    OpenError,
+};
 use crate::domain::{App, Order};
 
 /// The database on one connection, for commands that run beside (or before) the server.
@@ -64,5 +67,27 @@ impl Offline {
     /// Sets the console's token hash. A changed token ends every browser session.
     pub fn set_admin_token_hash(&mut self, hash: &str, now: i64) -> rusqlite::Result<()> {
         admin::set_admin_token_hash(&mut self.conn, hash, now)
+    }
+
+    /// Stores (or replaces, and enables) the settings of `channel` for `app_id`. The app must
+    /// exist.
+    pub fn set_channel_config(
+        &self,
+        app_id: &str,
+        channel: &str,
+        settings: &str,
+        now: i64,
+    ) -> rusqlite::Result<()> {
+        channels::set_channel_config(&self.conn, app_id, channel, settings, now)
+    }
+
+    /// Disables a channel of an app; false when it was never set.
+    pub fn disable_channel(&self, app_id: &str, channel: &str, now: i64) -> rusqlite::Result<bool> {
+        channels::disable_channel(&self.conn, app_id, channel, now)
+    }
+
+    /// The channel settings of one app, or of every app.
+    pub fn channel_configs(&self, app_id: Option<&str>) -> rusqlite::Result<Vec<ChannelConfig>> {
+        channels::channel_configs(&self.conn, app_id)
     }
 }

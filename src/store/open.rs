@@ -9,7 +9,10 @@ use rusqlite::Connection;
 use super::STATEMENT_CACHE;
 
 /// The ordered schema steps; step N brings `user_version` to N. Never edit a released step.
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("../../migrations/002-channels.sql"),
+];
 
 /// How long a connection waits for another process's lock (e.g. `unipay app create`).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

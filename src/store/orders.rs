@@ -14,7 +14,8 @@ use crate::domain::{
     OrderKey, PayStatus,
 };
 use crate::error::{
-    Error, MSG_NOT_CLOSABLE, MSG_RECORD_PAID_AT_CHANNEL, MSG_RECORD_STATUS_CHANGED,
+    msg_late_payment, Error, MSG_NOT_CLOSABLE, MSG_RECORD_PAID_AT_CHANNEL, MSG_RECORD_REFUNDED,
+    MSG_RECORD_STATUS_CHANGED,
 };
 use crate::sys::{self, UtcOffset};
 use crate::wire;
@@ -76,8 +77,9 @@ pub enum Payment {
     Paid(Order),
     /// The order was already `success`: nothing changed.
     AlreadyPaid(Order),
-    /// The order was already closed, cancelled or failed: it keeps its status and is flagged
-    /// for an operator.
+    /// The order was already closed, cancelled or failed: the money still wins, so it is now
+    /// `success` (the merchant is notified) and flagged for an operator, who refunds or
+    /// reconciles it.
     Attention(Order),
 }
 
@@ -255,11 +257,15 @@ impl Store {
                 .execute([order_id])?;
             let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
             match outcome {
-                ChannelCloseOutcome::Closed => {
+                ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded => {
+                    let note = match outcome {
+                        ChannelCloseOutcome::Refunded => Some(MSG_RECORD_REFUNDED),
+                        _ => None,
+                    };
                     let (from, to) = (&[PayStatus::Progress][..], close_type.target());
                     match transition(c, state, order_id, from, to, req.now, None, offset)? {
                         Some(closed) => {
-                            insert_close_record(c, &closed, close_type, true, None, &req)?;
+                            insert_close_record(c, &closed, close_type, true, note, &req)?;
                             Ok((closed, true))
                         }
                         None => {
@@ -286,8 +292,8 @@ impl Store {
     }
 
     /// The money of an order arrived at its channel (a callback, a query, a close that found
-    /// the trade paid). Money wins: an open order becomes `success`; a closed one keeps its
-    /// status and is flagged for an operator.
+    /// the trade paid). Money wins: the order becomes `success`, and one that was already
+    /// closed, cancelled or failed is also flagged for an operator.
     pub fn apply_payment(
         &self,
         order_id: i64,
@@ -347,6 +353,23 @@ impl Store {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// Records a close attempt whose outcome at the channel is unknown (a timeout, an answer
+    /// that does not verify): the order stays `progress` and the intent stays, for recovery to
+    /// settle by asking the channel.
+    pub fn record_unknown_close(
+        &self,
+        order_id: i64,
+        close_type: CloseType,
+        req: CloseRequest,
+        why: String,
+    ) -> Result<Order, Error> {
+        self.write(move |c, _| {
+            let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
+            insert_close_record(c, &order, close_type, false, Some(&why), &req)?;
+            Ok(order)
         })
     }
 
@@ -446,37 +469,46 @@ pub(super) fn apply_payment(
     offset: UtcOffset,
 ) -> Result<Payment, Error> {
     let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
-    match order.status {
+    let (from, late): (&[PayStatus], bool) = match order.status {
         PayStatus::Success => return Ok(Payment::AlreadyPaid(order)),
-        PayStatus::Wait | PayStatus::Progress => {}
-        PayStatus::Close | PayStatus::Cancel | PayStatus::Fail => {
-            let why = format!(
-                "订单状态为{}时通道交易{}已支付, 请人工处理 (money arrived for a {} order)",
-                order.status.label(),
-                trade_no,
-                order.status.as_str()
-            );
+        PayStatus::Wait | PayStatus::Progress => (&PayStatus::PAYABLE, false),
+        // Money for an order that is already over: it still wins (the merchant must learn of
+        // real money), and an operator is asked to look at it.
+        late @ (PayStatus::Close | PayStatus::Cancel | PayStatus::Fail) => {
+            let why = msg_late_payment(late.label(), trade_no, late.as_str());
             let mut st = c.prepare_cached(
-                "UPDATE pay_order SET attention = ?2, attention_at = ?3, updated_at = ?3
-                 WHERE id = ?1 AND attention IS NULL",
+                "UPDATE pay_order SET attention = ?2, attention_at = ?3 WHERE id = ?1",
             )?;
             st.execute(params![order_id, why, now])?;
             log::warn!("order {} needs attention: {why}", order.order_no);
-            let flagged = order_by_id(c, order_id)?.unwrap_or(order);
-            return Ok(Payment::Attention(flagged));
+            let from: &[PayStatus] = match late {
+                PayStatus::Close => &[PayStatus::Close],
+                PayStatus::Cancel => &[PayStatus::Cancel],
+                _ => &[PayStatus::Fail],
+            };
+            (from, true)
         }
-    }
+    };
     let mut st = c.prepare_cached(
         "UPDATE pay_order SET out_order_no = coalesce(out_order_no, ?2), pay_time = ?3,
             refundable_balance = amount
-         WHERE id = ?1 AND status IN ('wait', 'progress')",
+         WHERE id = ?1",
     )?;
     st.execute(params![order_id, trade_no, paid_at])?;
-    let (from, to) = (&PayStatus::PAYABLE[..], PayStatus::Success);
-    match transition(c, state, order_id, from, to, now, None, offset)? {
+    match transition(
+        c,
+        state,
+        order_id,
+        from,
+        PayStatus::Success,
+        now,
+        None,
+        offset,
+    )? {
+        Some(paid) if late => Ok(Payment::Attention(paid)),
         Some(paid) => Ok(Payment::Paid(paid)),
         None => Err(Error::internal(
-            "an open order changed inside its own transaction",
+            "an order changed inside its own transaction",
         )),
     }
 }

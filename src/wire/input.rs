@@ -97,6 +97,10 @@ pub struct PayInput {
     pub method: String,
     pub other_method: Option<String>,
     pub extra_param: Option<String>,
+    /// `openId`: the payer at the channel (WeChat's JSAPI needs it).
+    pub open_id: Option<String>,
+    /// `quitUrl`: where a mobile cashier sends a payer who gives up.
+    pub quit_url: Option<String>,
 }
 
 /// Reads the channel fields of a pay request; 10506 for a method DaxPay does not know.
@@ -110,6 +114,8 @@ pub fn pay_input(p: &Params) -> Result<PayInput, Error> {
         method: method.to_string(),
         other_method: p.str("otherMethod").map(str::to_string),
         extra_param: p.str("extraParam").map(str::to_string),
+        open_id: p.non_empty("openId").map(str::to_string),
+        quit_url: p.non_empty("quitUrl").map(str::to_string),
     })
 }
 

@@ -303,3 +303,16 @@ pub fn signed_request(
     }
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
+
+/// An app's channel settings as `unipay channel list` prints them: `view` is what the channel
+/// shows of its settings (never a private key).
+pub fn channel_line(app_id: &str, channel: &str, enabled: bool, view: &[(&str, String)]) -> String {
+    let mut o = JsonObject::new();
+    o.str("appId", Some(app_id))
+        .str("channel", Some(channel))
+        .bool("enabled", Some(enabled));
+    for (name, value) in view {
+        o.str(name, Some(value));
+    }
+    o.finish()
+}

@@ -83,7 +83,12 @@ fn a_handler_panic_is_answered_10500_under_the_logged_trace_id() {
     let random: Arc<dyn Random> = Arc::new(OsRandom);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let channels = Channels::builtin(st.clone(), clock.clone(), random.clone(), base.clone());
+    let reach = unipay::channel::Reach {
+        base_url: base.clone(),
+        public_url: base.clone(),
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let channels = Channels::builtin(st.clone(), clock.clone(), random.clone(), reach);
     let gw = Arc::new(Gateway::new(st, channels, clock, random, base));
     let handle = unipay::http::serve(
         listener,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use serde_json::{json, Value};
-use unipay::channel::{Channel, Channels, PayStart, Sandbox, TradeState};
+use unipay::channel::{Channel, Channels, PayExtra, PayStart, Sandbox, TradeState};
 use unipay::domain::{App, ChannelCloseOutcome, CloseType, Order};
 use unipay::error::Error;
 use unipay::expiry;
@@ -111,14 +111,15 @@ impl Channel for FaultyChannel {
         self.inner.name()
     }
 
-    fn start(&self, order: &Order) -> Result<PayStart, Error> {
+    fn start(&self, order: &Order, extra: &PayExtra) -> Result<PayStart, Error> {
         if self.faults.lock().unwrap().roll(10) {
             // The channel never opened the trade (its reply was lost, say): "not found" later.
             return Ok(PayStart {
                 pay_body: "lost".into(),
+                remember: false,
             });
         }
-        self.inner.start(order)
+        self.inner.start(order, extra)
     }
 
     fn pay_body(&self, order: &Order) -> Option<String> {
@@ -191,7 +192,8 @@ struct World {
     closed_ok: BTreeMap<String, String>,
     last_status: BTreeMap<String, String>,
     trade_was_closed: BTreeMap<String, bool>,
-    attention_status: BTreeMap<String, String>,
+    /// Orders whose money came after they were over: the status they had then.
+    paid_late: BTreeMap<String, String>,
     log: Vec<String>,
     next_biz: u64,
     /// The simulation's own read connection (it outlives simulated crashes, as an observer).
@@ -251,7 +253,7 @@ impl World {
             closed_ok: BTreeMap::new(),
             last_status: BTreeMap::new(),
             trade_was_closed: BTreeMap::new(),
-            attention_status: BTreeMap::new(),
+            paid_late: BTreeMap::new(),
             log: Vec::new(),
             next_biz: 0,
             reader: None,
@@ -523,8 +525,9 @@ impl World {
         self.log.push(format!("clock {jump:+}ms"));
     }
 
-    /// A real channel may report money for a trade unipay already closed (its close was not
-    /// final at the channel). Money wins, but a closed order is not silently reopened.
+    /// A real channel may report money for a trade unipay already closed (an unscanned QR code
+    /// closed locally, then paid before its expiry at the channel). Money wins: the order
+    /// becomes `success`, flagged for an operator, and the merchant is notified.
     fn op_late_payment(&mut self) {
         let Some(order_no) = self.pick_order() else {
             return;
@@ -543,12 +546,13 @@ impl World {
             outcome_name(&outcome)
         ));
         assert!(
-            matches!(outcome, Payment::Attention(_)),
-            "seed {}: a closed order was reopened",
-            self.seed
+            matches!(&outcome, Payment::Attention(o) if o.status.as_str() == "success"),
+            "seed {}: money for a {} order did not make it success",
+            self.seed,
+            order.status.as_str()
         );
-        count("late payments flagged for attention");
-        self.attention_status
+        count("late payments: success, flagged for attention");
+        self.paid_late
             .insert(order_no, order.status.as_str().to_string());
     }
 
@@ -630,24 +634,29 @@ impl World {
         let seed = self.seed;
         for (order_no, status, attention, has_pay_time, events, closes, trade, intents) in rows {
             let terminal = !matches!(status.as_str(), "wait" | "progress");
-            // Each order is in one state and never leaves a final one.
+            let late = self.paid_late.get(&order_no).cloned();
+            // Each order is in one state and never leaves a final one, but for money that came
+            // late (it turns a closed, cancelled or failed order into `success`).
             if let Some(prev) = self.last_status.get(&order_no) {
                 let prev_terminal = !matches!(prev.as_str(), "wait" | "progress");
+                let by_money = late.as_ref() == Some(prev) && status == "success";
                 assert!(
-                    !prev_terminal || *prev == status,
+                    !prev_terminal || *prev == status || by_money,
                     "seed {seed}: {order_no} left {prev} for {status}"
                 );
             }
-            // Every status change has exactly one notification event (one target per order).
+            // Every final status has exactly one notification event (one target per order):
+            // one when the order ended, one more when late money made it `success`.
+            let finals = terminal as i64 + late.is_some() as i64;
             assert_eq!(
-                events, terminal as i64,
+                events, finals,
                 "seed {seed}: {order_no} is {status} with {events} event(s)"
             );
-            // A code-0 close is never undone.
+            // A code-0 close is never undone, but by money that came late.
             if let Some(closed) = self.closed_ok.get(&order_no) {
-                assert_eq!(
-                    &status, closed,
-                    "seed {seed}: the code-0 close of {order_no} was undone"
+                assert!(
+                    &status == closed || (late.is_some() && status == "success"),
+                    "seed {seed}: the code-0 close of {order_no} was undone ({status})"
                 );
             }
             // A closed trade is never paid at the channel.
@@ -673,6 +682,13 @@ impl World {
                         "seed {seed}: {order_no} is {status} but its trade is paid"
                     );
                 }
+                "success" if late.is_some() => {
+                    assert!(
+                        closes <= 1,
+                        "seed {seed}: late-paid {order_no} has {closes} successful close records"
+                    );
+                    assert!(has_pay_time, "seed {seed}: paid {order_no} has no payTime");
+                }
                 "success" => {
                     assert_eq!(
                         closes, 0,
@@ -689,15 +705,15 @@ impl World {
                     "seed {seed}: open {order_no} has a successful close record"
                 ),
             }
-            // Money that came for a closed order is flagged, and the order keeps its status.
-            if let Some(flagged_as) = self.attention_status.get(&order_no) {
+            // Money that came for a closed order made it `success` and flagged it.
+            if let Some(was) = &late {
                 assert!(
                     attention,
-                    "seed {seed}: {order_no} lost its needs-attention flag"
+                    "seed {seed}: {order_no} ({was}, paid late) lost its needs-attention flag"
                 );
                 assert_eq!(
-                    &status, flagged_as,
-                    "seed {seed}: the flagged {order_no} changed status"
+                    status, "success",
+                    "seed {seed}: the late-paid {order_no} is {status}"
                 );
             }
             // A close intent only ever belongs to an order still in progress.
@@ -852,7 +868,7 @@ fn simulation_of_closes_payments_expiry_faults_and_crashes() {
             "sweeps that closed expired orders",
             "sweeps that found money at the channel",
             "payments whose callback was lost",
-            "late payments flagged for attention",
+            "late payments: success, flagged for attention",
             "payers paying just before a close reached the channel",
         ] {
             assert!(

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 mod order;
 
-use super::form;
 use crate::domain::{App, Order, PayStatus};
+use crate::form;
 use crate::html::escape as e;
 use crate::store::admin::{Dashboard, OrderFilter, StatusCounts};
 use crate::store::EventInfo;

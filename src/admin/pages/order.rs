@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{badge, e, form, layout, opt, yuan, Ctx};
+use super::{badge, e, layout, opt, yuan, Ctx};
 use crate::domain::PayStatus;
+use crate::form;
 use crate::store::admin::{EventHistory, OrderDetail};
 use crate::store::CloseRecord;
 

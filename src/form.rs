@@ -1,5 +1,6 @@
-//! Query strings, form bodies, cookies and percent-encoding: the console reads its inputs here
-//! and builds its links here. No other text of a request is decoded by the console.
+//! Query strings, form bodies, cookies and percent-encoding (pure functions): the console reads
+//! its inputs and builds its links here, and channels read and write their form-encoded
+//! messages here.
 
 /// The `name=value` pairs of a query string or an `application/x-www-form-urlencoded` body, in
 /// order: `+` is a space, `%XX` a byte, bytes that are not UTF-8 become U+FFFD, and a pair
