@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::channel::{alipay, Channels, Reach};
+use crate::channel::{alipay, wechat, Channels, Reach};
 use crate::config::{
     AppCreateConfig, CallConfig, ChannelArgs, ChannelCommand, Command, ServeConfig, UsageError,
 };
@@ -293,6 +293,27 @@ fn channel(cmd: ChannelCommand) -> Result<(), RunError> {
                 )
                 .map_err(UsageError)?
                 .to_stored(),
+                ChannelArgs::WechatPay {
+                    mchid,
+                    wx_appid,
+                    serial_no,
+                    private_key_file,
+                    apiv3_key_file,
+                    platform_public_key_file,
+                    platform_public_key_id,
+                    base_url,
+                } => wechat::settings::Settings::from_given(&wechat::settings::Given {
+                    mchid,
+                    wx_appid,
+                    serial_no,
+                    private_key: &read(private_key_file)?,
+                    apiv3_key: &read(apiv3_key_file)?,
+                    platform_public_key: &read(platform_public_key_file)?,
+                    platform_public_key_id,
+                    base_url: base_url.as_deref(),
+                })
+                .map_err(UsageError)?
+                .to_stored(),
             };
             let (db_handle, _) = Offline::open(&db)?;
             if db_handle.app(&app_id)?.is_none() {
@@ -309,6 +330,7 @@ fn channel(cmd: ChannelCommand) -> Result<(), RunError> {
             for cfg in db.channel_configs(app_id.as_deref())? {
                 let view = match cfg.channel.as_str() {
                     alipay::NAME => alipay::settings::Settings::public_view(&cfg.settings),
+                    wechat::NAME => wechat::settings::Settings::public_view(&cfg.settings),
                     _ => Vec::new(),
                 };
                 let line = wire::channel_line(&cfg.app_id, &cfg.channel, cfg.enabled, &view);

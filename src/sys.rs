@@ -215,6 +215,34 @@ pub fn parse_time(s: &str, offset: UtcOffset) -> Option<i64> {
     Some(secs * 1000)
 }
 
+/// RFC 3339 of an instant in `offset`, to the second: `2018-06-08T10:34:56+08:00`.
+pub fn format_rfc3339(ms: i64, offset: UtcOffset) -> String {
+    let [y, mo, d, h, mi, s] = local_fields(ms, offset);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{offset}")
+}
+
+/// Reads an RFC 3339 time with any offset (`+08:00`, `Z`), fractions of a second ignored.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    if s.len() < 20 || s.as_bytes()[10] != b'T' && s.as_bytes()[10] != b't' {
+        return None;
+    }
+    let (date, rest) = s.split_at(10);
+    let rest = &rest[1..];
+    if rest.len() < 9 {
+        return None;
+    }
+    let (clock, mut zone) = rest.split_at(8);
+    if let Some(frac) = zone.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        zone = &frac[digits..];
+    }
+    let offset = UtcOffset::parse(zone).filter(|_| zone.len() == 1 || zone.len() == 6)?;
+    parse_time(&format!("{date} {clock}"), offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +288,26 @@ mod tests {
         let s = random_alnum(&OsRandom, 100);
         assert_eq!(s.len(), 100);
         assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn rfc3339_in_any_offset() {
+        let ms = parse_time("2018-06-08 10:34:56", UtcOffset::CST).unwrap();
+        assert_eq!(
+            format_rfc3339(ms, UtcOffset::CST),
+            "2018-06-08T10:34:56+08:00"
+        );
+        assert_eq!(parse_rfc3339("2018-06-08T10:34:56+08:00"), Some(ms));
+        assert_eq!(parse_rfc3339("2018-06-08T02:34:56Z"), Some(ms));
+        assert_eq!(parse_rfc3339("2018-06-08T02:34:56.123Z"), Some(ms));
+        assert_eq!(parse_rfc3339("2018-06-07T21:34:56-05:00"), Some(ms));
+        for bad in [
+            "2018-06-08 10:34:56",
+            "2018-06-08T10:34:56",
+            "2018-06-08T10:34:56+8",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

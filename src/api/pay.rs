@@ -23,6 +23,7 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     let extra = PayExtra {
         open_id: input.open_id.clone(),
         quit_url: input.quit_url.clone(),
+        client_ip: call.params.common().client_ip.map(str::to_string),
     };
     // Before anything is written: the app's channel settings, the method, its fields.
     channel.check_pay(&call.app.app_id, method, &extra)?;

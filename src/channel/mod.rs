@@ -6,15 +6,17 @@
 //! (`close`) only speaks this trait. Channel calls are network I/O for real channels: they are
 //! never made inside a store transaction, and every one has a timeout (`client`).
 //!
-//! One folder per real channel (`alipay/`); what they share is here: keys and signatures
+//! One folder per real channel (`alipay/`, `wechat/`); what they share is here: keys and signatures
 //! (`keys`), the outbound HTTP client (`client`), and the per-app settings cache (`settings`).
 //! No channel code lives anywhere else.
 
 pub mod alipay;
 pub mod client;
 pub mod keys;
+pub mod notice;
 mod sandbox;
 pub mod settings;
+pub mod wechat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,8 @@ pub struct PayExtra {
     pub open_id: Option<String>,
     /// Where a mobile cashier sends a payer who gives up (`quitUrl`).
     pub quit_url: Option<String>,
+    /// The payer's IP address (`clientIp`; WeChat's H5 needs it).
+    pub client_ip: Option<String>,
 }
 
 /// A payment channel.
@@ -141,7 +145,19 @@ impl Channels {
                     random.clone(),
                     reach.base_url.clone(),
                 )),
-                Arc::new(alipay::AliPay::new(store, clock, client, reach.public_url)),
+                Arc::new(alipay::AliPay::new(
+                    store.clone(),
+                    clock.clone(),
+                    client.clone(),
+                    reach.public_url.clone(),
+                )),
+                Arc::new(wechat::WechatPay::new(
+                    store,
+                    clock,
+                    random,
+                    client,
+                    reach.public_url,
+                )),
             ],
         }
     }

@@ -33,6 +33,16 @@ pub enum ChannelArgs {
         alipay_public_key_file: PathBuf,
         gateway: Option<String>,
     },
+    WechatPay {
+        mchid: String,
+        wx_appid: String,
+        serial_no: String,
+        private_key_file: PathBuf,
+        apiv3_key_file: PathBuf,
+        platform_public_key_file: PathBuf,
+        platform_public_key_id: String,
+        base_url: Option<String>,
+    },
 }
 
 impl ChannelArgs {
@@ -40,12 +50,13 @@ impl ChannelArgs {
     pub fn channel(&self) -> &'static str {
         match self {
             ChannelArgs::AliPay { .. } => "ali_pay",
+            ChannelArgs::WechatPay { .. } => "wechat_pay",
         }
     }
 }
 
 /// The channels `channel set` knows.
-const CHANNELS: &str = "ali_pay";
+const CHANNELS: &str = "ali_pay, wechat_pay";
 
 pub(super) fn parse(args: &mut Args) -> Result<Command, UsageError> {
     let sub = args.next();
@@ -89,7 +100,7 @@ pub(super) fn parse(args: &mut Args) -> Result<Command, UsageError> {
     let app_id = app_id.ok_or_else(|| UsageError("--app-id APP is required".into()))?;
     let channel = channel.ok_or_else(|| UsageError(format!("which channel? ({CHANNELS})")))?;
     if which == "disable" {
-        if channel != "ali_pay" {
+        if channel != "ali_pay" && channel != "wechat_pay" {
             return Err(UsageError(format!(
                 "unknown channel `{channel}` ({CHANNELS})"
             )));
@@ -102,6 +113,7 @@ pub(super) fn parse(args: &mut Args) -> Result<Command, UsageError> {
     }
     let settings = match channel.as_str() {
         "ali_pay" => alipay(&command, flags)?,
+        "wechat_pay" => wechat(&command, flags)?,
         other => {
             return Err(UsageError(format!(
                 "unknown channel `{other}` ({CHANNELS})"
@@ -135,5 +147,40 @@ fn alipay(command: &str, flags: Vec<(String, String)>) -> Result<ChannelArgs, Us
         private_key_file: PathBuf::from(required(key, "--private-key-file FILE")?),
         alipay_public_key_file: PathBuf::from(required(public, "--alipay-public-key-file FILE")?),
         gateway,
+    })
+}
+
+fn wechat(command: &str, flags: Vec<(String, String)>) -> Result<ChannelArgs, UsageError> {
+    let mut v: [Option<String>; 8] = Default::default();
+    const FLAGS: [&str; 8] = [
+        "--mchid",
+        "--wx-appid",
+        "--serial-no",
+        "--private-key-file",
+        "--apiv3-key-file",
+        "--platform-public-key-file",
+        "--platform-public-key-id",
+        "--base-url",
+    ];
+    for (flag, value) in flags {
+        match FLAGS.iter().position(|f| *f == flag) {
+            Some(i) => v[i] = Some(value),
+            None => return Err(unknown(&flag, &format!("{command} wechat_pay"))),
+        }
+    }
+    let mut required = |i: usize, what: &str| {
+        v[i].take()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| UsageError(format!("{} {what} is required for wechat_pay", FLAGS[i])))
+    };
+    Ok(ChannelArgs::WechatPay {
+        mchid: required(0, "MCHID")?,
+        wx_appid: required(1, "WXAPPID")?,
+        serial_no: required(2, "SERIAL")?,
+        private_key_file: PathBuf::from(required(3, "FILE")?),
+        apiv3_key_file: PathBuf::from(required(4, "FILE")?),
+        platform_public_key_file: PathBuf::from(required(5, "FILE")?),
+        platform_public_key_id: required(6, "ID")?,
+        base_url: v[7].take(),
     })
 }

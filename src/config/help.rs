@@ -10,7 +10,7 @@ Commands:
   app create    Create a merchant application (and its merchant)
   app list      List the applications
   call          Send a signed request to a running server and print the reply
-  channel       Set, list or disable an app's payment channels (ali_pay)
+  channel       Set, list or disable an app's payment channels (ali_pay, wechat_pay)
   order attention  List orders that need an operator
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
@@ -126,6 +126,10 @@ unipay channel: an app's real payment channels
 Usage:
   unipay channel set --db PATH --app-id APP ali_pay --alipay-app-id ID
                      --private-key-file FILE --alipay-public-key-file FILE [--gateway URL]
+  unipay channel set --db PATH --app-id APP wechat_pay --mchid MCHID --wx-appid WXAPPID
+                     --serial-no SERIAL --private-key-file apiclient_key.pem
+                     --apiv3-key-file FILE --platform-public-key-file FILE
+                     --platform-public-key-id PUB_KEY_ID_… [--base-url URL]
   unipay channel list --db PATH [--app-id APP]
   unipay channel disable --db PATH --app-id APP CHANNEL
 
@@ -133,8 +137,12 @@ Usage:
 For ali_pay: the app's Alipay app id, the app's private key (PKCS#1 or PKCS#8, PEM or the bare
 base64 Alipay's key tool writes) and Alipay's public key (PEM or bare base64); RSA keys under
 2048 bits are refused. --gateway defaults to https://openapi.alipay.com/gateway.do (Alipay's
-sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do). Keys come from files, never from
-the command line (visible in `ps`).
+sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do).
+For wechat_pay (API v3, 直连商户): the merchant id, the WeChat app id, the merchant API
+certificate's serial and its private key (apiclient_key.pem), a file with the APIv3 key (32
+characters), and WeChat Pay's public key (or platform certificate) with its ID, which
+Wechatpay-Serial carries; --base-url defaults to https://api.mch.weixin.qq.com.
+Keys and the APIv3 key come from files, never from the command line (visible in `ps`).
 `list` prints one JSON line per app and channel; it never prints a private key.
 `disable` keeps the settings; pay requests for the channel then get 20021 until `set` again.
 All three work while `unipay serve` runs on the same file.

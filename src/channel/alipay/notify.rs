@@ -9,19 +9,11 @@
 //! another body (Alipay retries) and is logged with its reason, never with the notice itself.
 
 use super::{AliPay, NAME};
-use crate::domain::{Amount, OrderKey};
+use crate::channel::notice::{apply_paid, Paid, Refused};
+use crate::domain::Amount;
 use crate::form;
 use crate::http::{Request, Response};
-use crate::store::Payment;
 use crate::sys::{self, UtcOffset};
-
-/// Why a notice was not taken.
-enum Refused {
-    /// It failed a check: Alipay will retry, to no avail until someone looks.
-    Check(String),
-    /// unipay could not apply it now: a retry may succeed.
-    Internal(String),
-}
 
 pub(super) fn handle(ali: &AliPay, app_id: &str, req: &Request) -> Response {
     let params = form::parse(&String::from_utf8_lossy(&req.body));
@@ -47,34 +39,21 @@ fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Checks and applies one notice; says what it did.
 fn apply(ali: &AliPay, app_id: &str, params: &[(String, String)]) -> Result<String, Refused> {
-    let check = |why: &str| Refused::Check(why.to_string());
     let s = ali
         .settings
         .get_any(app_id)
-        .map_err(|e| check(&format!("no {NAME} settings for the app ({e})")))?;
-    let sign = get(params, "sign").ok_or_else(|| check("no sign"))?;
+        .map_err(|e| Refused::check(format!("no {NAME} settings for the app ({e})")))?;
+    let sign = get(params, "sign").ok_or_else(|| Refused::check("no sign"))?;
     let verified = super::sign::notice_contents(params)
         .iter()
         .any(|content| s.alipay_public_key.verify_b64(content.as_bytes(), sign));
     if !verified {
-        return Err(check("the signature does not verify"));
+        return Err(Refused::check("the signature does not verify"));
     }
     if get(params, "app_id") != Some(s.alipay_app_id.as_str()) {
-        return Err(check("app_id is not the app's Alipay app id"));
+        return Err(Refused::check("app_id is not the app's Alipay app id"));
     }
-    let order_no = get(params, "out_trade_no").ok_or_else(|| check("no out_trade_no"))?;
-    let order = ali
-        .store
-        .find_order(app_id, &OrderKey::OrderNo(order_no.to_string()))
-        .map_err(|e| Refused::Internal(e.to_string()))?
-        .filter(|o| o.channel.as_deref() == Some(NAME))
-        .ok_or_else(|| check(&format!("{order_no} is not an {NAME} order of the app")))?;
-    let amount = get(params, "total_amount").and_then(|a| Amount::parse_yuan(a).ok());
-    if amount != Some(order.amount) {
-        return Err(check(&format!(
-            "total_amount is not the amount of {order_no}"
-        )));
-    }
+    let order_no = get(params, "out_trade_no").ok_or_else(|| Refused::check("no out_trade_no"))?;
     // A refund re-sends TRADE_SUCCESS with refund_fee (TRADE_CLOSED after a full refund): it
     // is not a payment.
     if get(params, "refund_fee").is_some() || get(params, "gmt_refund").is_some() {
@@ -89,18 +68,22 @@ fn apply(ali: &AliPay, app_id: &str, params: &[(String, String)]) -> Result<Stri
             ))
         }
     }
-    let trade_no = get(params, "trade_no").ok_or_else(|| check("no trade_no"))?;
+    let amount = get(params, "total_amount")
+        .and_then(|a| Amount::parse_yuan(a).ok())
+        .ok_or_else(|| Refused::check("no total_amount"))?;
     let now = ali.clock.now_ms();
-    let paid_at = get(params, "gmt_payment")
-        .and_then(|t| sys::parse_time(t, UtcOffset::CST))
-        .unwrap_or(now);
-    let outcome = ali
-        .store
-        .apply_payment(order.id, trade_no.to_string(), paid_at, now)
-        .map_err(|e| Refused::Internal(e.to_string()))?;
-    Ok(match outcome {
-        Payment::Paid(_) => format!("{order_no} paid"),
-        Payment::AlreadyPaid(_) => format!("{order_no} was already paid"),
-        Payment::Attention(_) => format!("{order_no} paid after it was closed: needs attention"),
-    })
+    apply_paid(
+        &ali.store,
+        &Paid {
+            channel: NAME,
+            app_id,
+            order_no,
+            amount,
+            trade_no: get(params, "trade_no").unwrap_or(""),
+            paid_at: get(params, "gmt_payment")
+                .and_then(|t| sys::parse_time(t, UtcOffset::CST))
+                .unwrap_or(now),
+            now,
+        },
+    )
 }
