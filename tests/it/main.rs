@@ -6,12 +6,15 @@
 mod helpers;
 
 mod admin;
+mod alipay;
+mod alipay_close;
 mod backup;
 mod cli;
 mod close;
 mod crash;
 mod errors;
 mod expiry;
+mod fake_alipay;
 mod http;
 mod malformed;
 mod nonce;
