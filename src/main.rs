@@ -7,6 +7,9 @@ use unipay::config::{Command, UsageError};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // The HTTP client logs whole URLs at debug level, and a URL may carry a signature or
+        // a merchant's token: never below info, whatever RUST_LOG says.
+        .filter_module("ureq", log::LevelFilter::Info)
         .target(env_logger::Target::Stderr)
         .init();
     let command = match Command::parse(std::env::args().skip(1).collect()) {

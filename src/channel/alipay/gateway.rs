@@ -102,15 +102,13 @@ pub fn call(
     now_ms: i64,
 ) -> Result<Reply, String> {
     let params = signed_params(s, method, biz_content, extra, now_ms);
-    // As the SDKs do: the protocol parameters in the query, the business content in the body.
-    let query = encode_pairs(params.iter().filter(|(k, _)| k != "biz_content"));
-    let body = encode_pairs(params.iter().filter(|(k, _)| k == "biz_content"));
-    let sep = if s.gateway.contains('?') { '&' } else { '?' };
-    let url = format!("{}{sep}{query}", s.gateway);
+    // Every parameter in the form body (the gateway merges query and body): the URL, which
+    // HTTP libraries log, then carries no signature.
+    let body = encode_pairs(params.iter());
     let reply = client
         .send(
             "POST",
-            &url,
+            &s.gateway,
             &[(
                 "Content-Type",
                 "application/x-www-form-urlencoded;charset=utf-8",
