@@ -11,23 +11,27 @@
 use crate::channel::Channels;
 use crate::domain::{ChannelCloseOutcome, CloseRequest, CloseType, Order};
 use crate::error::{Error, MSG_NOT_CLOSABLE, MSG_PAID_NOT_CLOSABLE};
-use crate::store::{LocalClose, OrderRef, Store};
+use crate::store::{LocalClose, OrderRef, ReplyMemo, Store};
 
 /// Closes the order `order` names (or cancels it at its channel with `use_cancel`), for any
-/// actor. `Ok` means this call changed the order and the change is on disk.
+/// actor. `Ok` means this call changed the order and the change is on disk. With `memo` (a
+/// request with a `nonceStr`), the request's reply is remembered in the transaction of the
+/// change.
 pub fn close_order(
     store: &Store,
     channels: &Channels,
     order: OrderRef,
     use_cancel: bool,
     req: CloseRequest,
+    memo: Option<&ReplyMemo>,
 ) -> Result<Order, Error> {
     // The store decides on the status inside its transaction: a `wait` order is closed there
     // and then; a `progress` one comes back for its channel.
-    match store.close_local(order, use_cancel, req.clone())? {
+    let local_memo = memo.map(|m| m.memo(|_| Ok(None)));
+    match store.close_local(order, use_cancel, req.clone(), local_memo)? {
         LocalClose::Closed(closed) => Ok(closed),
         LocalClose::AtChannel(order, close_type) => {
-            close_at_channel(store, channels, &order, close_type, req)
+            close_at_channel(store, channels, &order, close_type, req, memo)
         }
     }
 }
@@ -39,6 +43,7 @@ fn close_at_channel(
     order: &Order,
     close_type: CloseType,
     req: CloseRequest,
+    memo: Option<&ReplyMemo>,
 ) -> Result<Order, Error> {
     let channel_name = order.channel.clone().unwrap_or_default();
     let channel = channels
@@ -73,16 +78,28 @@ fn close_at_channel(
             });
         }
     };
+    // The reply when the answer changes the order, remembered with the change.
+    let memo = memo.map(|m| {
+        let outcome = outcome.clone();
+        m.memo(move |_| answer(&outcome, true).map(|()| None))
+    });
     let (after, changed) =
-        store.finish_channel_close(order.id, close_type, outcome.clone(), req)?;
+        store.finish_channel_close(order.id, close_type, outcome.clone(), req, memo)?;
     match outcome {
-        ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded if changed => Ok(after),
+        ChannelCloseOutcome::Failed(_) if unsupported => Err(Error::Unsupported(channel_name)),
+        outcome => answer(&outcome, changed).map(|()| after),
+    }
+}
+
+/// What a close answers after its channel's `outcome`, given whether the order changed.
+fn answer(outcome: &ChannelCloseOutcome, changed: bool) -> Result<(), Error> {
+    match outcome {
+        ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded if changed => Ok(()),
         ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded => {
             Err(Error::TradeStatus(MSG_NOT_CLOSABLE.into()))
         }
         ChannelCloseOutcome::Paid { .. } => Err(Error::TradeStatus(MSG_PAID_NOT_CLOSABLE.into())),
-        ChannelCloseOutcome::Failed(_) if unsupported => Err(Error::Unsupported(channel_name)),
-        ChannelCloseOutcome::Failed(msg) => Err(Error::CloseFailed(msg)),
+        ChannelCloseOutcome::Failed(msg) => Err(Error::CloseFailed(msg.clone())),
     }
 }
 
@@ -156,7 +173,7 @@ mod tests {
             client_ip: None,
             now,
         };
-        match store.insert_order(new).unwrap() {
+        match store.insert_order(new, None).unwrap() {
             Inserted::Created(o) => o,
             Inserted::Existing(o) => panic!("{} exists", o.order_no),
         }
@@ -209,8 +226,15 @@ mod tests {
         };
 
         let order = progress_order(&store, "B1", now);
-        let err =
-            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        let err = close_order(
+            &store,
+            &channels,
+            OrderRef::Id(order.id),
+            true,
+            req.clone(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 20030, "{err}");
         assert_eq!(err.message(), "不支持的能力: nocancel");
         assert_eq!(
@@ -231,12 +255,20 @@ mod tests {
         );
 
         // A second try is 20030 again, not 20043: nothing was left behind.
-        let err =
-            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        let err = close_order(
+            &store,
+            &channels,
+            OrderRef::Id(order.id),
+            true,
+            req.clone(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 20030, "{err}");
 
         // The kind of close the channel can do still works on the same order.
-        let closed = close_order(&store, &channels, OrderRef::Id(order.id), false, req).unwrap();
+        let closed =
+            close_order(&store, &channels, OrderRef::Id(order.id), false, req, None).unwrap();
         assert_eq!(closed.status, PayStatus::Close);
         assert_eq!(closes.load(Ordering::SeqCst), 1);
         assert_eq!(store.close_records(order.id).unwrap().len(), 1);
@@ -256,8 +288,15 @@ mod tests {
             now,
         };
         let order = progress_order(&store, "B2", now);
-        let err =
-            close_order(&store, &channels, OrderRef::Id(order.id), true, req.clone()).unwrap_err();
+        let err = close_order(
+            &store,
+            &channels,
+            OrderRef::Id(order.id),
+            true,
+            req.clone(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 20030, "{err}");
         assert_eq!(closes.load(Ordering::SeqCst), 1);
         let after = store.order_by_no(&order.order_no).unwrap().unwrap();

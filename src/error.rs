@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// Why a request failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// 10404: no such path.
     NoSuchPath,
@@ -43,7 +43,7 @@ pub enum Error {
     /// the text says why. Nothing was done: send it again.
     Unavailable(&'static str),
     /// 10500: anything else; the cause is logged, never sent.
-    Internal(Box<dyn std::error::Error + Send + Sync>),
+    Internal(std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// The code of every reply that did not finish (`Unavailable`, `Internal`): the request may or
@@ -179,7 +179,8 @@ impl Error {
     }
 
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
-        Error::Internal(e.into())
+        let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+        Error::Internal(boxed.into())
     }
 }
 
@@ -203,6 +204,6 @@ impl std::error::Error for Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
-        Error::Internal(Box::new(e))
+        Error::Internal(std::sync::Arc::new(e))
     }
 }

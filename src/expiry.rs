@@ -114,8 +114,15 @@ fn expire(gw: &Gateway, order: &Order) -> Result<Expired, Error> {
             };
         }
     }
-    close_order(&gw.store, &gw.channels, OrderRef::Id(order.id), false, req)
-        .map(|_| Expired::Closed)
+    close_order(
+        &gw.store,
+        &gw.channels,
+        OrderRef::Id(order.id),
+        false,
+        req,
+        None,
+    )
+    .map(|_| Expired::Closed)
 }
 
 /// Finishes or undoes every close intent created at or before `before`, by asking the channel.
@@ -158,6 +165,7 @@ pub fn recover(gw: &Gateway, before: i64) -> usize {
                     intent.close_type,
                     ChannelCloseOutcome::Closed,
                     req,
+                    None,
                 )
                 .map(|_| ()),
             TradeState::Paid { trade_no, paid_at } => gw
@@ -167,6 +175,7 @@ pub fn recover(gw: &Gateway, before: i64) -> usize {
                     intent.close_type,
                     ChannelCloseOutcome::Paid { trade_no, paid_at },
                     req,
+                    None,
                 )
                 .map(|_| ()),
         };

@@ -400,7 +400,7 @@ fn close(
     };
     let what = CloseType::from_use_cancel(use_cancel).as_str();
     let order = OrderRef::Id(order.id);
-    let (ok, msg) = match close_order(&gw.store, &gw.channels, order, use_cancel, close_req) {
+    let (ok, msg) = match close_order(&gw.store, &gw.channels, order, use_cancel, close_req, None) {
         Ok(after) => (true, format!("操作成功: 订单现为{}", after.status.label())),
         Err(Error::Internal(cause)) => return Err(Error::Internal(cause)),
         Err(err) => (false, format!("操作失败: {}", err.message())),

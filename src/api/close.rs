@@ -20,5 +20,13 @@ pub fn handle(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
         app_id: call.app.app_id.clone(),
         key: input.key,
     };
-    close_order(&gw.store, &gw.channels, order, input.use_cancel, req).map(|_| None)
+    close_order(
+        &gw.store,
+        &gw.channels,
+        order,
+        input.use_cancel,
+        req,
+        call.memo.as_ref(),
+    )
+    .map(|_| None)
 }

@@ -16,7 +16,8 @@ use crate::error::{
 };
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
-use crate::sys;
+use crate::store::ReplyMemo;
+use crate::sys::{self, UtcOffset};
 use crate::wire::{self, Field, Params, Signer};
 
 /// A request that passed the common checks: its fields, its app, and when it came.
@@ -24,6 +25,9 @@ pub struct Call {
     pub params: Params,
     pub app: App,
     pub now: i64,
+    /// For a request with a new `nonceStr`: its reply, to be remembered by the store operation
+    /// that changes an order, in the same transaction (`nonce`).
+    pub memo: Option<ReplyMemo>,
 }
 
 /// The outcome of one API request, for the access log.
@@ -58,12 +62,12 @@ pub fn signed(
     // gets its first reply even outside the window (`nonce::once` checks the window only for a
     // nonce it has not seen); any other request outside it is refused.
     let window = check_window(&call, now);
-    let run = || respond(gw, handler(gw, &call), Some(&call.app), now, trace_id);
+    let run = |call: &Call| respond(gw, handler(gw, call), Some(&call.app), now, trace_id);
     // A request with a nonceStr is acted on at most once; its reply is remembered (`nonce`).
-    match call.params.common().nonce {
-        Some(n) => nonce::once(gw, &req.path, &call, n, trace_id, window, run),
+    match call.params.common().nonce.map(str::to_string) {
+        Some(n) => nonce::once(gw, &req.path, call, &n, trace_id, window, run),
         None => match window {
-            Ok(()) => run(),
+            Ok(()) => run(&call),
             Err(e) => respond(gw, Err(e), Some(&call.app), now, trace_id),
         },
     }
@@ -103,7 +107,12 @@ fn check(
             return Err(Error::BadSign);
         }
     }
-    Ok(Call { params, app, now })
+    Ok(Call {
+        params,
+        app,
+        now,
+        memo: None,
+    })
 }
 
 /// The request-time window of the call's app (spec §2), at `now`.
@@ -133,7 +142,20 @@ pub fn respond(
     now: i64,
     trace_id: &str,
 ) -> Answer {
-    let res_time = sys::format_time(now, gw.offset);
+    render(gw.offset, result, app, now, trace_id)
+}
+
+/// `respond` without the gateway: the reply is a pure function of its inputs, so that a
+/// nonce'd request's reply can be built inside the store transaction of its change and be the
+/// very bytes sent.
+pub fn render(
+    offset: UtcOffset,
+    result: Result<Option<String>, Error>,
+    app: Option<&App>,
+    now: i64,
+    trace_id: &str,
+) -> Answer {
+    let res_time = sys::format_time(now, offset);
     let signer = app.map(|a| Signer {
         sign_type: a.sign_type,
         secret: &a.secret,

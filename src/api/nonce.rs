@@ -17,13 +17,15 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{respond, Answer, Call};
+use std::sync::Arc;
+
+use crate::api::{render, respond, Answer, Call};
 use crate::domain::NONCE_TTL_MS;
 use crate::error::{Error, CODE_SYSTEM_ERROR, MSG_NONCE_REUSED};
 use crate::gateway::Gateway;
 use crate::http::Response;
 use crate::sign::SIGN_FIELD;
-use crate::store::NewNonce;
+use crate::store::{NewNonce, ReplyMemo};
 
 /// The sha256 of `path` and the signed fields of a request (`sign` left out), each part
 /// length-prefixed so that no two different requests share an input. The secret is not in it.
@@ -49,13 +51,14 @@ pub fn fingerprint(path: &str, pairs: &[(&str, &str)]) -> Vec<u8> {
 pub fn once(
     gw: &Gateway,
     path: &str,
-    call: &Call,
+    mut call: Call,
     nonce: &str,
     trace_id: &str,
     window: Result<(), Error>,
-    run: impl FnOnce() -> Answer,
+    run: impl FnOnce(&Call) -> Answer,
 ) -> Answer {
-    let app_id = &call.app.app_id;
+    let app_id = call.app.app_id.clone();
+    let app_id = &app_id;
     let fingerprint = fingerprint(path, &call.params.sign_pairs());
     let _claim = gw.nonces.claim((app_id.clone(), nonce.to_string()));
     let fail = |e: Error| respond(gw, Err(e), Some(&call.app), call.now, trace_id);
@@ -78,9 +81,24 @@ pub fn once(
     if let Err(e) = window {
         return fail(e);
     }
-    let answer = run();
-    // A system error: the request did not complete, so it is not remembered (see the module doc).
-    if answer.code != CODE_SYSTEM_ERROR {
+    // The reply as the store operation that changes an order remembers it, in its transaction.
+    let (offset, app, now, trace) = (gw.offset, call.app.clone(), call.now, trace_id.to_string());
+    let memo = ReplyMemo::new(
+        app_id.clone(),
+        nonce.to_string(),
+        fingerprint.clone(),
+        trace_id.to_string(),
+        call.now,
+        Arc::new(move |result| {
+            let answer = render(offset, result, Some(&app), now, &trace);
+            (answer.code, answer.response.body)
+        }),
+    );
+    call.memo = Some(memo.clone());
+    let answer = run(&call);
+    // Already remembered with the change it made; or a system error: the request did not
+    // complete, so it is not remembered (see the module doc).
+    if !memo.stored() && answer.code != CODE_SYSTEM_ERROR {
         let remembered = gw.store.remember_nonce(NewNonce {
             app_id: app_id.clone(),
             nonce: nonce.to_string(),

@@ -9,7 +9,7 @@ use crate::error::{
     MSG_STATUS_CHANGED_QUERY,
 };
 use crate::gateway::Gateway;
-use crate::store::{Inserted, NewOrder};
+use crate::store::{Inserted, Memo, NewOrder};
 use crate::wire;
 
 /// `/unipay/pay`.
@@ -32,7 +32,7 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     new.method = Some(input.method.clone());
     new.other_method = input.other_method;
     new.extra_param = input.extra_param;
-    let order = match insert(gw, new)? {
+    let order = match insert(gw, new, None)? {
         Ok(created) => created,
         // An order waiting for a cashier (prePay) is handed to the channel now.
         Err(existing)
@@ -60,10 +60,15 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
     };
     match channel.start(&order, &extra) {
         Ok(start) => {
-            if start.remember {
-                gw.store.set_pay_body(order.id, start.pay_body.clone())?;
+            let data = wire::pay_data(&order, Some(&start.pay_body));
+            // The pay body to keep, and the nonce'd request's reply, in one transaction.
+            let kept = start.remember.then(|| start.pay_body.clone());
+            let reply = data.clone();
+            let memo = call.memo.as_ref().map(|m| m.memo(move |_| Ok(Some(reply))));
+            if kept.is_some() || memo.is_some() {
+                gw.store.after_pay_start(order.id, kept, memo)?;
             }
-            Ok(Some(wire::pay_data(&order, Some(&start.pay_body))))
+            Ok(Some(data))
         }
         Err(e) => {
             log::warn!(
@@ -71,7 +76,9 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
                 channel.name(),
                 order.order_no
             );
-            gw.store.fail_order(order.id, e.message(), gw.now())?;
+            let refusal = e.clone();
+            let memo = call.memo.as_ref().map(|m| m.memo(move |_| Err(refusal)));
+            gw.store.fail_order(order.id, e.message(), gw.now(), memo)?;
             Err(e)
         }
     }
@@ -79,7 +86,15 @@ pub fn handle_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
 
 /// `/unipay/gateway/prePay`.
 pub fn handle_pre_pay(gw: &Gateway, call: &Call) -> Result<Option<String>, Error> {
-    let order = match insert(gw, new_order(call, PayStatus::Wait)?)? {
+    // A new order's reply is remembered with it (the cashier URL follows from its number).
+    let base_url = gw.base_url.clone();
+    let memo = call.memo.as_ref().map(|m| {
+        m.memo(move |order| {
+            let url = crate::channel::cashier_url(&base_url, &order.order_no);
+            Ok(Some(wire::gateway_data(&url)))
+        })
+    });
+    let order = match insert(gw, new_order(call, PayStatus::Wait)?, memo)? {
         Ok(created) => created,
         Err(existing) => existing,
     };
@@ -126,8 +141,8 @@ fn new_order(call: &Call, status: PayStatus) -> Result<NewOrder, Error> {
 
 /// Inserts the order; `Err(existing)` is an open order with the same `bizOrderNo`, which the
 /// caller returns again. A paid or closed one is refused as DaxPay does.
-fn insert(gw: &Gateway, new: NewOrder) -> Result<Result<Order, Order>, Error> {
-    match gw.store.insert_order(new)? {
+fn insert(gw: &Gateway, new: NewOrder, memo: Option<Memo>) -> Result<Result<Order, Order>, Error> {
+    match gw.store.insert_order(new, memo)? {
         Inserted::Created(order) => Ok(Ok(order)),
         Inserted::Existing(existing) => match existing.status {
             PayStatus::Wait | PayStatus::Progress => Ok(Err(existing)),

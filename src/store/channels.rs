@@ -4,7 +4,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::Store;
+use super::nonce::{remember, Memo};
+use super::{order_by_id, Store};
 use crate::error::Error;
 
 /// One app's settings of one channel.
@@ -37,11 +38,23 @@ impl Store {
         })
     }
 
-    /// Remembers what the payer of an order was given to pay with.
-    pub fn set_pay_body(&self, order_id: i64, pay_body: String) -> Result<(), Error> {
+    /// After a channel started a payment: remembers what the payer was given to pay with (when
+    /// the channel cannot make it again), and the request's reply (`memo`), in one transaction.
+    pub fn after_pay_start(
+        &self,
+        order_id: i64,
+        pay_body: Option<String>,
+        memo: Option<Memo>,
+    ) -> Result<(), Error> {
         self.write(move |c, _| {
-            c.prepare_cached("UPDATE pay_order SET pay_body = ?2 WHERE id = ?1")?
-                .execute(params![order_id, pay_body])?;
+            if let Some(body) = pay_body {
+                c.prepare_cached("UPDATE pay_order SET pay_body = ?2 WHERE id = ?1")?
+                    .execute(params![order_id, body])?;
+            }
+            if let Some(memo) = memo {
+                let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
+                remember(c, Some(memo), &order)?;
+            }
             Ok(())
         })
     }

@@ -38,7 +38,7 @@ pub use backup::{
     CHECK_BEFORE_SERVING_MAX_BYTES,
 };
 pub use channels::ChannelConfig;
-pub use nonce::{NewNonce, SeenNonce};
+pub use nonce::{Memo, NewNonce, Render, ReplyMemo, SeenNonce};
 pub use offline::Offline;
 pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};

@@ -8,6 +8,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::nonce::{remember, Memo};
 use super::{find_order, order_by_id, order_cols, Store, WriterState};
 use crate::domain::{
     plan_close, Actor, Amount, ChannelCloseOutcome, ClosePlan, CloseRequest, CloseType, Order,
@@ -92,8 +93,9 @@ pub struct CloseIntent {
 }
 
 impl Store {
-    /// Creates an order unless the app already has one with this `bizOrderNo`.
-    pub fn insert_order(&self, new: NewOrder) -> Result<Inserted, Error> {
+    /// Creates an order unless the app already has one with this `bizOrderNo`; `memo` remembers
+    /// the request's reply with the new order.
+    pub fn insert_order(&self, new: NewOrder, memo: Option<Memo>) -> Result<Inserted, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
             let key = OrderKey::BizOrderNo(new.biz_order_no.clone());
@@ -136,6 +138,7 @@ impl Store {
             ])?;
             state.last_order_id = id;
             let order = order_by_id(c, id)?.ok_or_else(|| Error::internal("new order vanished"))?;
+            remember(c, memo, &order)?;
             Ok(Inserted::Created(order))
         })
     }
@@ -169,11 +172,16 @@ impl Store {
         order_id: i64,
         error_msg: String,
         now: i64,
+        memo: Option<Memo>,
     ) -> Result<Option<Order>, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
             let (from, to) = (&PayStatus::CLOSABLE[..], PayStatus::Fail);
-            transition(c, state, order_id, from, to, now, Some(&error_msg), offset)
+            let failed = transition(c, state, order_id, from, to, now, Some(&error_msg), offset)?;
+            if let Some(order) = &failed {
+                remember(c, memo, order)?;
+            }
+            Ok(failed)
         })
     }
 
@@ -185,6 +193,7 @@ impl Store {
         order: OrderRef,
         use_cancel: bool,
         req: CloseRequest,
+        memo: Option<Memo>,
     ) -> Result<LocalClose, Error> {
         let offset = self.offset;
         self.write(move |c, state| {
@@ -203,6 +212,7 @@ impl Store {
                     let closed = transition(c, state, order.id, from, to, req.now, None, offset)?
                         .ok_or_else(|| Error::TradeStatus(MSG_NOT_CLOSABLE.into()))?;
                     insert_close_record(c, &closed, CloseType::Close, true, None, &req)?;
+                    remember(c, memo, &closed)?;
                     Ok(LocalClose::Closed(closed))
                 }
             }
@@ -243,20 +253,21 @@ impl Store {
     /// Applies what the channel said about closing a `progress` order and ends its intent: the
     /// order becomes `close`/`cancel` when the trade is closed, `success` when it was paid, and
     /// stays as it is when the channel failed. Returns the order as it now is, and whether this
-    /// call changed its status.
+    /// call changed its status; when it did, `memo` remembers the request's reply with it.
     pub fn finish_channel_close(
         &self,
         order_id: i64,
         close_type: CloseType,
         outcome: ChannelCloseOutcome,
         req: CloseRequest,
+        memo: Option<Memo>,
     ) -> Result<(Order, bool), Error> {
         let offset = self.offset;
         self.write(move |c, state| {
             c.prepare_cached("DELETE FROM close_intent WHERE order_id = ?1")?
                 .execute([order_id])?;
             let order = order_by_id(c, order_id)?.ok_or(Error::OrderNotFound)?;
-            match outcome {
+            let result: Result<(Order, bool), Error> = match outcome {
                 ChannelCloseOutcome::Closed | ChannelCloseOutcome::Refunded => {
                     let note = match outcome {
                         ChannelCloseOutcome::Refunded => Some(MSG_RECORD_REFUNDED),
@@ -287,7 +298,12 @@ impl Store {
                     insert_close_record(c, &order, close_type, false, Some(&msg), &req)?;
                     Ok((order, false))
                 }
+            };
+            let result = result?;
+            if result.1 {
+                remember(c, memo, &result.0)?;
             }
+            Ok(result)
         })
     }
 

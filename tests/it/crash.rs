@@ -150,3 +150,95 @@ fn crash_under_load_loses_no_acknowledged_close() {
         }
     }
 }
+
+/// A nonce'd close remembers its reply in the transaction of the close: killed at any moment, a
+/// close that happened always has its reply, so a retry with its nonce gets that reply (code 0)
+/// and never a new one computed from the closed order (20044). A retry of a request that never
+/// got to act acts now.
+#[test]
+fn a_crash_never_leaves_a_nonce_d_close_without_its_reply() {
+    const ROUNDS: usize = 8;
+    const ORDERS: usize = 160;
+    let mut srv = TestServer::start();
+    let app = srv.create_app("M_NCRASH", "A_NCRASH", &["--req-timeout", "0"]);
+    let mut closed_total = 0;
+    let mut answered_total = 0;
+    for round in 0..ROUNDS {
+        let prefix = format!("NC{round}_");
+        let names: Vec<String> = (0..ORDERS).map(|i| format!("{prefix}{i:04}")).collect();
+        thread::scope(|s| {
+            for part in names.chunks(ORDERS / 4) {
+                let (srv, app) = (&srv, &app);
+                s.spawn(move || {
+                    for biz in part {
+                        srv.post_signed(
+                            app,
+                            "/unipay/gateway/prePay",
+                            json!({"bizOrderNo": biz, "title": "t", "amount": "1.00"}),
+                        )
+                        .expect(0, "success");
+                    }
+                });
+            }
+        });
+        let bodies: Vec<Vec<u8>> = names
+            .iter()
+            .map(|b| {
+                let body = json!({"bizOrderNo": b, "nonceStr": format!("n-{b}")});
+                serde_json::to_vec(&app.signed("/unipay/close", body)).unwrap()
+            })
+            .collect();
+        let next = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let replies: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; ORDERS]));
+        let clients: Vec<_> = (0..16)
+            .map(|_| {
+                let (addr, bodies) = (srv.addr.clone(), bodies.clone());
+                let (next, answered, replies) = (next.clone(), answered.clone(), replies.clone());
+                thread::spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= bodies.len() {
+                        return;
+                    }
+                    let Some(reply) = try_http(&addr, "POST", "/unipay/close", &bodies[i]) else {
+                        return;
+                    };
+                    replies.lock().unwrap()[i] = Some(reply.body.clone());
+                    answered.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        // Kill somewhere in the middle of the burst (a different point each round).
+        let at = ORDERS / 8 + round * ORDERS / (2 * ROUNDS);
+        wait_for("some closes answered", || {
+            (answered.load(Ordering::SeqCst) >= at).then_some(())
+        });
+        srv.kill9();
+        for c in clients {
+            c.join().unwrap();
+        }
+        srv.restart();
+        let replies = replies.lock().unwrap().clone();
+        for (i, biz) in names.iter().enumerate() {
+            let retry = srv.post_raw("/unipay/close", &bodies[i]);
+            let status = srv.status(&app, biz);
+            if let Some(first) = &replies[i] {
+                answered_total += 1;
+                assert_eq!(&retry.body, first, "{biz}: the retry is the first reply");
+            }
+            match status.as_str() {
+                "close" => {
+                    closed_total += 1;
+                    assert_eq!(
+                        retry.code(),
+                        0,
+                        "round {round}, {biz}: closed, but its retry answers {}",
+                        retry.body
+                    );
+                }
+                other => panic!("{biz} is {other} after its retry"),
+            }
+        }
+    }
+    eprintln!("{ROUNDS} rounds: {closed_total} closes, {answered_total} answered before the kill");
+}
