@@ -122,6 +122,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         base_url: base_url.clone(),
         public_url: cfg.public_url.clone().unwrap_or_else(|| base_url.clone()),
         timeout: cfg.channel_timeout,
+        sandbox: cfg.sandbox,
     };
     let channels = Channels::builtin(store.clone(), clock.clone(), random.clone(), reach);
     notify::start(
@@ -131,7 +132,15 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         cfg.offset,
         cfg.notify.clone(),
     )?;
-    let gateway = Arc::new(Gateway::new(store, channels, clock, random, base_url));
+    if cfg.sandbox && store.any_channel_enabled()? {
+        log::warn!(
+            "the sandbox channel is on while apps take real payments: anyone who can reach this \
+             server can \"pay\" sandbox orders without money; start with --no-sandbox in production"
+        );
+    }
+    let mut gateway = Gateway::new(store, channels, clock, random, base_url);
+    gateway.sandbox = cfg.sandbox;
+    let gateway = Arc::new(gateway);
     let settled = expiry::recover(&gateway, i64::MAX);
     if settled > 0 {
         log::warn!("settled {settled} close(s) interrupted by the last shutdown");

@@ -20,6 +20,9 @@ pub struct Gateway {
     pub base_url: String,
     /// The `nonceStr` keys whose first request is being handled.
     pub nonces: InFlight,
+    /// Whether the sandbox channel's payer pages are served (`serve --no-sandbox` turns them
+    /// off).
+    pub sandbox: bool,
 }
 
 impl Gateway {
@@ -39,6 +42,7 @@ impl Gateway {
             offset,
             base_url,
             nonces: InFlight::default(),
+            sandbox: true,
         }
     }
 

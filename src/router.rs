@@ -56,7 +56,8 @@ impl Router {
             )),
             path if path == "/admin" || path.starts_with("/admin/") => page(admin::handle(gw, req)),
             path => {
-                if let Some(order_no) = path.strip_prefix("/sandbox/pay/") {
+                let sandbox = gw.sandbox;
+                if let Some(order_no) = path.strip_prefix("/sandbox/pay/").filter(|_| sandbox) {
                     return match post {
                         true => api::sandbox::pay(gw, order_no, trace_id),
                         false => method_not_allowed(gw, trace_id),
@@ -65,7 +66,7 @@ impl Router {
                 if let Some(rest) = path.strip_prefix("/callback/") {
                     return callback(gw, req, rest, trace_id);
                 }
-                if let Some(order_no) = path.strip_prefix("/sandbox/cashier/") {
+                if let Some(order_no) = path.strip_prefix("/sandbox/cashier/").filter(|_| sandbox) {
                     return match req.method.as_str() {
                         "GET" | "HEAD" => page(api::sandbox::cashier(gw, order_no)),
                         _ => method_not_allowed(gw, trace_id),

@@ -117,6 +117,8 @@ pub struct Reach {
     pub public_url: String,
     /// The timeout of every call to a channel.
     pub timeout: Duration,
+    /// Whether the sandbox channel takes new payments (`serve --no-sandbox`: no).
+    pub sandbox: bool,
 }
 
 /// The channels this server knows, by name.
@@ -139,12 +141,19 @@ impl Channels {
         let client = client::Client::new(reach.timeout);
         Channels {
             channels: vec![
-                Arc::new(Sandbox::new(
-                    store.clone(),
-                    clock.clone(),
-                    random.clone(),
-                    reach.base_url.clone(),
-                )),
+                Arc::new({
+                    let sandbox = Sandbox::new(
+                        store.clone(),
+                        clock.clone(),
+                        random.clone(),
+                        reach.base_url.clone(),
+                    );
+                    if reach.sandbox {
+                        sandbox
+                    } else {
+                        sandbox.off()
+                    }
+                }),
                 Arc::new(alipay::AliPay::new(
                     store.clone(),
                     clock.clone(),

@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use super::{Channel, PayExtra, PayStart, TradeState};
 use crate::domain::{ChannelCloseOutcome, CloseType, Order, SANDBOX};
-use crate::error::Error;
+use crate::error::{Error, MSG_NO_CHANNEL_CONFIG};
 use crate::store::{SandboxTrade, Store};
 use crate::sys::{self, Clock, Random};
 
 pub struct Sandbox {
+    /// Off (`serve --no-sandbox`): new payments are refused as for an unset channel; trades
+    /// opened before can still be closed and queried.
+    enabled: bool,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
@@ -27,11 +30,18 @@ impl Sandbox {
         base_url: String,
     ) -> Sandbox {
         Sandbox {
+            enabled: true,
             store,
             clock,
             random,
             base_url,
         }
+    }
+
+    /// The sandbox turned off for new payments (`serve --no-sandbox`).
+    pub fn off(mut self) -> Sandbox {
+        self.enabled = false;
+        self
     }
 
     /// A new trade number, like a channel's own transaction id.
@@ -43,6 +53,13 @@ impl Sandbox {
 impl Channel for Sandbox {
     fn name(&self) -> &'static str {
         SANDBOX
+    }
+
+    fn check_pay(&self, _: &str, _: &str, _: &PayExtra) -> Result<(), Error> {
+        match self.enabled {
+            true => Ok(()),
+            false => Err(Error::Config(MSG_NO_CHANNEL_CONFIG)),
+        }
     }
 
     fn start(&self, order: &Order, _: &PayExtra) -> Result<PayStart, Error> {

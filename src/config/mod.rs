@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// The timeout of every call to a channel (`--channel-timeout`).
     pub channel_timeout: Duration,
+    /// Whether the sandbox channel and its payer pages are on (`--no-sandbox` turns them off).
+    pub sandbox: bool,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -233,6 +235,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut admin_token = env("UNIPAY_ADMIN_TOKEN");
     let mut public_url = env("UNIPAY_PUBLIC_URL");
     let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
+    let mut sandbox = env("UNIPAY_NO_SANDBOX").is_none_or(|v| v == "0");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
@@ -241,6 +244,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--sweep-interval" => sweep = Some(args.value("--sweep-interval", inline)?),
             "--admin-token" => admin_token = Some(args.value("--admin-token", inline)?),
             "--public-url" => public_url = Some(args.value("--public-url", inline)?),
+            "--no-sandbox" if inline.is_none() => sandbox = false,
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
             "--notify-retry-schedule" => {
                 schedule = Some(args.value("--notify-retry-schedule", inline)?)
@@ -296,6 +300,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     }
     Ok(Command::Serve(ServeConfig {
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+        sandbox,
         channel_timeout,
         admin_token: admin_token.map(Redacted),
         sweep_interval,

@@ -44,6 +44,9 @@ pub fn run_cli(args: &[&str]) -> Output {
         .env_remove("UNIPAY_LISTEN")
         .env_remove("UNIPAY_TZ_OFFSET")
         .env_remove("UNIPAY_URL")
+        .env_remove("UNIPAY_PUBLIC_URL")
+        .env_remove("UNIPAY_CHANNEL_TIMEOUT")
+        .env_remove("UNIPAY_NO_SANDBOX")
         .stdin(Stdio::null())
         .output()
         .expect("run unipay")
@@ -193,6 +196,10 @@ impl TestServer {
             .env_remove("UNIPAY_DB")
             .env_remove("UNIPAY_LISTEN")
             .env_remove("UNIPAY_TZ_OFFSET")
+            .env_remove("UNIPAY_PUBLIC_URL")
+            .env_remove("UNIPAY_CHANNEL_TIMEOUT")
+            .env_remove("UNIPAY_NO_SANDBOX")
+            .env_remove("UNIPAY_ADMIN_TOKEN")
             .env("RUST_LOG", "info")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -263,6 +270,13 @@ impl TestServer {
     /// SIGKILLs the server and starts a new process on the same database.
     pub fn restart(&mut self) {
         self.kill9();
+        self.spawn();
+    }
+
+    /// Restarts the server with other extra `serve` arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
         self.spawn();
     }
 

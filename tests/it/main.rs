@@ -21,6 +21,7 @@ mod nonce;
 mod notify;
 mod panic;
 mod pay;
+mod production;
 mod props;
 mod query;
 mod secrets;

@@ -87,6 +87,7 @@ fn a_handler_panic_is_answered_10500_under_the_logged_trace_id() {
         base_url: base.clone(),
         public_url: base.clone(),
         timeout: std::time::Duration::from_secs(1),
+        sandbox: true,
     };
     let channels = Channels::builtin(st.clone(), clock.clone(), random.clone(), reach);
     let gw = Arc::new(Gateway::new(st, channels, clock, random, base));

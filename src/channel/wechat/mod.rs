@@ -70,16 +70,16 @@ impl WechatPay {
         self.clock.now_ms().div_euclid(1000)
     }
 
+    /// One call; `Err` (no answer: a network failure, a timeout) says why.
     fn call(
         &self,
         s: &Settings,
         method: &str,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Answer, Error> {
+    ) -> Result<Answer, String> {
         let nonce = sys::random_alnum(self.random.as_ref(), 32);
         api::call(&self.client, s, method, path, body, &nonce, self.now_secs())
-            .map_err(|why| unknown(path, &why))
     }
 
     fn notify_url(&self, app_id: &str) -> String {
@@ -179,7 +179,7 @@ impl Channel for WechatPay {
         }
         let answer = self
             .call(&s, "POST", path, Some(&body))
-            .map_err(|e| Error::PayFailed(e.message()))?;
+            .map_err(|why| Error::PayFailed(format!("微信支付下单结果未知: {why}")))?;
         if !answer.verified() {
             return Err(Error::PayFailed(format!(
                 "微信支付下单应答验签失败: {}",
@@ -219,7 +219,9 @@ impl Channel for WechatPay {
             "/v3/pay/transactions/out-trade-no/{}/close",
             form::encode(&order.order_no)
         );
-        let answer = self.call(&s, "POST", &path, Some(&json!({ "mchid": s.mchid })))?;
+        let answer = self
+            .call(&s, "POST", &path, Some(&json!({ "mchid": s.mchid })))
+            .map_err(|why| unknown("close", &why))?;
         let verified = answer.verified();
         match (answer.status, answer.code()) {
             (204 | 200, _) if verified => Ok(ChannelCloseOutcome::Closed),
@@ -245,7 +247,9 @@ impl Channel for WechatPay {
             form::encode(&order.order_no),
             form::encode(&s.mchid)
         );
-        let answer = self.call(&s, "GET", &path, None)?;
+        let answer = self
+            .call(&s, "GET", &path, None)
+            .map_err(|why| unknown("query", &why))?;
         if !answer.verified() {
             return Err(unknown(
                 "query",
