@@ -12,6 +12,7 @@ mod close;
 mod crash;
 mod errors;
 mod expiry;
+mod fake_wechat;
 mod http;
 mod malformed;
 mod nonce;
