@@ -113,20 +113,16 @@ struct Order {
 }
 
 /// A reply before it is signed: the status and the exact body (empty for a 204).
-struct Answer {
-    status: u16,
-    body: String,
-}
+type Answer = (u16, String);
 
 fn reply(status: u16, body: &str) -> Answer {
-    let body = body.to_string();
-    Answer { status, body }
+    (status, body.to_string())
 }
 
 fn error(status: u16, code: &str, message: &str) -> Answer {
-    reply(
+    (
         status,
-        &json!({ "code": code, "message": message }).to_string(),
+        json!({ "code": code, "message": message }).to_string(),
     )
 }
 
@@ -156,11 +152,10 @@ fn random(len: usize) -> String {
     sys::random_alnum(&OsRandom, len)
 }
 
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wechat");
+
 pub fn fixture_path(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/wechat/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{FIXTURES}/{name}")
 }
 
 fn fixture(name: &str) -> String {
@@ -302,12 +297,13 @@ impl Shared {
             while !self.sleep(Duration::from_secs(3600)) {}
             return; // dropped unanswered only now
         }
-        let mut headers = self.sign(answer.body.as_bytes(), &mode);
-        if !answer.body.is_empty() {
+        let (status, text) = answer;
+        let mut headers = self.sign(text.as_bytes(), &mode);
+        if !text.is_empty() {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
-        let mut resp = tiny_http::Response::from_string(answer.body);
-        resp = resp.with_status_code(answer.status);
+        let resp = tiny_http::Response::from_string(text);
+        let mut resp = resp.with_status_code(status);
         for (k, v) in headers {
             resp.add_header(tiny_http::Header::from_bytes(k, v).unwrap());
         }
