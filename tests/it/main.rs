@@ -15,6 +15,7 @@ mod crash;
 mod errors;
 mod expiry;
 mod fake_alipay;
+mod fake_wechat;
 mod http;
 mod malformed;
 mod nonce;
