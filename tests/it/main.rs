@@ -29,4 +29,5 @@ mod secrets;
 mod signature;
 mod sim;
 mod stalls;
+mod wechat;
 mod window;
