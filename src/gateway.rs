@@ -2,7 +2,8 @@
 //! (the store, the channels, time and randomness, where the server is reached), and the set of
 //! `nonceStr` keys whose first request is being handled.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::channel::Channels;
@@ -23,6 +24,8 @@ pub struct Gateway {
     /// Whether the sandbox channel's payer pages are served (`serve --no-sandbox` turns them
     /// off).
     pub sandbox: bool,
+    /// Failed console logins per client address.
+    pub logins: Throttle,
 }
 
 impl Gateway {
@@ -43,11 +46,58 @@ impl Gateway {
             base_url,
             nonces: InFlight::default(),
             sandbox: true,
+            logins: Throttle::new(LOGIN_FAILURES, LOGIN_WINDOW_MS),
         }
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+}
+
+/// Failed console logins one client address may make in `LOGIN_WINDOW_MS`.
+pub const LOGIN_FAILURES: u32 = 10;
+/// The window of `LOGIN_FAILURES`: a minute.
+pub const LOGIN_WINDOW_MS: i64 = 60_000;
+
+/// Failures per client address in fixed windows: after `max` in one window, the address waits
+/// for the rest of it (whatever it sends, the right answer too).
+pub struct Throttle {
+    max: u32,
+    window_ms: i64,
+    /// Address → (start of its window, failures in it).
+    seen: Mutex<HashMap<IpAddr, (i64, u32)>>,
+}
+
+impl Throttle {
+    pub fn new(max: u32, window_ms: i64) -> Throttle {
+        Throttle {
+            max,
+            window_ms,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The seconds `ip` must still wait at `now`, or `None` when it may try.
+    pub fn blocked(&self, ip: IpAddr, now: i64) -> Option<u64> {
+        let seen = self.seen.lock().expect("throttle lock");
+        let &(start, failures) = seen.get(&ip)?;
+        let left = start + self.window_ms - now;
+        (failures >= self.max && left > 0).then(|| (left as u64).div_ceil(1000))
+    }
+
+    /// Counts a failure of `ip` at `now`.
+    pub fn failed(&self, ip: IpAddr, now: i64) {
+        let mut seen = self.seen.lock().expect("throttle lock");
+        if seen.len() > 10_000 {
+            // Forget the windows that are over, so that many addresses cannot grow the map.
+            seen.retain(|_, (start, _)| now - *start < self.window_ms);
+        }
+        let entry = seen.entry(ip).or_insert((now, 0));
+        if now - entry.0 >= self.window_ms || now < entry.0 {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
     }
 }
 
@@ -113,5 +163,21 @@ mod tests {
         released.store(true, Ordering::SeqCst);
         drop(held);
         waiter.join().unwrap();
+    }
+
+    #[test]
+    fn a_throttle_blocks_for_the_rest_of_its_window() {
+        let t = Throttle::new(3, 60_000);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for i in 0..3 {
+            assert_eq!(t.blocked(a, 1_000 + i), None);
+            t.failed(a, 1_000 + i);
+        }
+        assert_eq!(t.blocked(a, 1_003), Some(60));
+        assert_eq!(t.blocked(a, 60_500), Some(1));
+        assert_eq!(t.blocked(b, 1_003), None, "another address is not held up");
+        assert_eq!(t.blocked(a, 61_000), None, "a new window");
+        t.failed(a, 61_000);
+        assert_eq!(t.blocked(a, 61_001), None);
     }
 }

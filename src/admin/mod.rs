@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::close::close_order;
 use crate::domain::{Actor, CloseRequest, CloseType, PayStatus};
-use crate::error::Error;
+use crate::error::{Error, MSG_PAID_NOT_CLOSABLE};
 use crate::form;
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
@@ -26,6 +26,9 @@ use crate::store::admin::OrderFilter;
 use crate::store::{Offline, OrderRef};
 use crate::sys::{self, Random, UtcOffset};
 use pages::Ctx;
+
+/// What a client address held back after too many failed logins is told.
+const MSG_LOGIN_THROTTLED: &str = "登录失败次数过多, 请一分钟后再试";
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "unipay_admin";
@@ -172,6 +175,13 @@ fn token_matches(stored_hash: &str, token: &str) -> bool {
 
 /// `POST /admin/login`: the token from the form starts a session.
 fn login(gw: &Gateway, req: &Request, now: i64) -> Result<Response, Error> {
+    let ip = req.remote_addr.ip();
+    if let Some(wait) = gw.logins.blocked(ip, now) {
+        log::warn!("admin login from {ip} held back for {wait}s (too many failures)");
+        return Ok(Response::html(pages::login(Some(MSG_LOGIN_THROTTLED)))
+            .with_status(429)
+            .with_header("Retry-After", wait.to_string()));
+    }
     let fields = form::parse(&String::from_utf8_lossy(&req.body));
     let token = form::get(&fields, "token").unwrap_or("").trim();
     let stored = gw.store.admin_token_hash()?;
@@ -180,7 +190,8 @@ fn login(gw: &Gateway, req: &Request, now: i64) -> Result<Response, Error> {
         None => false,
     };
     if !ok {
-        log::warn!("admin login refused from {}", req.remote_addr.ip());
+        gw.logins.failed(ip, now);
+        log::warn!("admin login refused from {ip}");
         return Ok(Response::html(pages::login(Some("令牌不正确"))).with_status(401));
     }
     let random = gw.random.as_ref();
@@ -368,16 +379,59 @@ fn order(gw: &Gateway, ctx: &Ctx, req: &Request, order_no: &str) -> Result<Respo
         return Ok(not_found(ctx, "支付订单不存在"));
     };
     let fields = form::parse(&req.query);
-    let flash = form::get(&fields, "msg").map(|m| (form::get(&fields, "ok") == Some("1"), m));
+    // Only a message of the fixed list, by its key: no text of the query reaches the page.
+    let flash = form::get(&fields, "flash").and_then(flash_message);
     Ok(Response::html(pages::order(ctx, &detail, flash)))
 }
 
-fn order_href(order_no: &str, ok: bool, msg: &str) -> String {
-    let ok = if ok { "1" } else { "0" };
+/// The messages an action leaves on the order page, by the key its redirect carries.
+const FLASHES: &[(&str, bool, &str)] = &[
+    ("closed", true, "操作成功: 订单已关闭"),
+    ("cancelled", true, "操作成功: 订单已撤销"),
+    ("resent", true, "通知已重新排队, 将在一秒内发送"),
+    ("not-open", false, "操作失败: 订单不是支付中, 无法关闭"),
+    (
+        "paid",
+        false,
+        "操作失败: 通道交易已支付, 订单已同步为支付成功",
+    ),
+    ("closing", false, "操作失败: 订单已在关闭中, 请稍后查看"),
+    ("unsupported", false, "操作失败: 通道不支持此操作"),
+    (
+        "channel",
+        false,
+        "操作失败: 通道未能关闭订单或结果未知, 详见关闭记录",
+    ),
+    ("not-resent", false, "操作失败: 通知未能重新排队"),
+    ("failed", false, "操作失败"),
+];
+
+fn flash_message(key: &str) -> Option<(bool, &'static str)> {
+    FLASHES
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, ok, msg)| (*ok, *msg))
+}
+
+/// The key of the message a close's outcome leaves.
+fn close_flash(result: &Result<crate::domain::Order, Error>) -> &'static str {
+    match result {
+        Ok(after) if after.status == PayStatus::Cancel => "cancelled",
+        Ok(_) => "closed",
+        Err(Error::TradeStatus(msg)) if msg == MSG_PAID_NOT_CLOSABLE => "paid",
+        Err(Error::TradeStatus(_)) => "not-open",
+        Err(Error::Closing) => "closing",
+        Err(Error::Unsupported(_)) => "unsupported",
+        Err(Error::CloseFailed(_)) => "channel",
+        Err(_) => "failed",
+    }
+}
+
+fn order_href(order_no: &str, flash: &str) -> String {
     format!(
         "/admin/orders/{}?{}",
         form::encode(order_no),
-        form::query(&[("ok", ok), ("msg", msg)])
+        form::query(&[("flash", flash)])
     )
 }
 
@@ -400,13 +454,13 @@ fn close(
     };
     let what = CloseType::from_use_cancel(use_cancel).as_str();
     let order = OrderRef::Id(order.id);
-    let (ok, msg) = match close_order(&gw.store, &gw.channels, order, use_cancel, close_req, None) {
-        Ok(after) => (true, format!("操作成功: 订单现为{}", after.status.label())),
-        Err(Error::Internal(cause)) => return Err(Error::Internal(cause)),
-        Err(err) => (false, format!("操作失败: {}", err.message())),
-    };
-    log::info!("admin {what} of {order_no}: {msg}");
-    Ok(redirect(&order_href(order_no, ok, &msg)))
+    let result = close_order(&gw.store, &gw.channels, order, use_cancel, close_req, None);
+    match &result {
+        Err(Error::Internal(cause)) => return Err(Error::Internal(cause.clone())),
+        Ok(after) => log::info!("admin {what} of {order_no}: now {}", after.status.as_str()),
+        Err(err) => log::info!("admin {what} of {order_no}: {err}"),
+    }
+    Ok(redirect(&order_href(order_no, close_flash(&result))))
 }
 
 /// `POST /admin/events/{id}/resend`: the event is due now with a fresh round of attempts.
@@ -419,8 +473,8 @@ fn resend(gw: &Gateway, ctx: &Ctx, id: &str, now: i64) -> Result<Response, Error
     };
     let resent = gw.store.resend_event(id, now)?;
     log::info!("admin resend of notification {id} ({order_no}): {resent}");
-    let msg = format!("通知 #{id} 已重新排队, 将在一秒内发送");
-    Ok(redirect(&order_href(&order_no, resent, &msg)))
+    let flash = if resent { "resent" } else { "not-resent" };
+    Ok(redirect(&order_href(&order_no, flash)))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ unipay serve: run the gateway
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
                     [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
-                    [--no-sandbox]
+                    [--no-sandbox] [--admin-token-file FILE]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -36,8 +36,12 @@ Options:
                        Waits between notification attempts (ms, s, m, h)
                        [default 15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h]
   --sweep-interval D   How often orders past their expiredTime are closed  [default 60s]
-  --admin-token TOKEN  Token of the admin console at /admin (stored hashed)  [env UNIPAY_ADMIN_TOKEN,
-                       default: generated on the first start and printed once]
+  --admin-token TOKEN  Token of the admin console at /admin (stored hashed; at least 16
+                       characters)  [env UNIPAY_ADMIN_TOKEN, default: generated on the first
+                       start and printed once]. A command line is visible in `ps`: prefer the
+                       environment or --admin-token-file
+  --admin-token-file FILE
+                       The admin token from a file (one line)
   --public-url URL     Where the payment channels send notifications: Alipay and WeChat Pay call
                        {URL}/callback/{channel}/{appId}  [env UNIPAY_PUBLIC_URL, default
                        http:// and the address listened on]

@@ -126,6 +126,9 @@ pub struct CallConfig {
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
+/// The shortest admin token `--admin-token` takes.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
 impl std::error::Error for UsageError {}
 
 impl std::fmt::Display for UsageError {
@@ -243,6 +246,13 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--listen" => listen = Some(args.value("--listen", inline)?),
             "--sweep-interval" => sweep = Some(args.value("--sweep-interval", inline)?),
             "--admin-token" => admin_token = Some(args.value("--admin-token", inline)?),
+            "--admin-token-file" => {
+                let path = args.value("--admin-token-file", inline)?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    UsageError(format!("--admin-token-file: cannot read {path}: {e}"))
+                })?;
+                admin_token = Some(text.trim_end_matches(['\n', '\r']).to_string());
+            }
             "--public-url" => public_url = Some(args.value("--public-url", inline)?),
             "--no-sandbox" if inline.is_none() => sandbox = false,
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
@@ -279,6 +289,14 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         return Err(UsageError(
             "--admin-token: must not be empty or start or end with spaces".into(),
         ));
+    }
+    if admin_token
+        .as_deref()
+        .is_some_and(|t| t.chars().count() < MIN_ADMIN_TOKEN)
+    {
+        return Err(UsageError(format!(
+            "--admin-token: at least {MIN_ADMIN_TOKEN} characters (a longer random one is better)"
+        )));
     }
     if let Some(url) = &public_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
@@ -552,9 +570,9 @@ mod tests {
 
     #[test]
     fn admin_token_is_taken_and_never_shown() {
-        match parse(&["serve", "--admin-token", "s3cret-token"]).unwrap() {
+        match parse(&["serve", "--admin-token", "s3cret-token-0123"]).unwrap() {
             Command::Serve(c) => {
-                assert_eq!(c.admin_token, Some(Redacted("s3cret-token".into())));
+                assert_eq!(c.admin_token, Some(Redacted("s3cret-token-0123".into())));
                 let shown = format!("{c:?}");
                 assert!(!shown.contains("s3cret"), "{shown}");
             }
@@ -562,6 +580,8 @@ mod tests {
         }
         assert!(parse(&["serve", "--admin-token", ""]).is_err());
         assert!(parse(&["serve", "--admin-token", " x"]).is_err());
+        assert!(parse(&["serve", "--admin-token", "fifteen-chars-x"]).is_err());
+        assert!(parse(&["serve", "--admin-token", "sixteen-chars-xx"]).is_ok());
     }
 
     #[test]
