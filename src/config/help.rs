@@ -26,6 +26,7 @@ unipay serve: run the gateway
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
                     [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
+                    [--max-conns-per-ip 256]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -42,6 +43,8 @@ Options:
                        http:// and the address listened on]
   --channel-timeout D  Timeout of every call to a payment channel  [env UNIPAY_CHANNEL_TIMEOUT,
                        default 10s]
+  --max-conns-per-ip N Most connections at once from one client IP address (at least 1); more
+                       get HTTP 503  [env UNIPAY_MAX_CONNS_PER_IP, default 256]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
