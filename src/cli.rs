@@ -147,12 +147,17 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     }
     expiry::start(gateway.clone(), cfg.sweep_interval)?;
     // Every connection holds a file descriptor: the bound leaves room for the rest.
-    let (limits, soft) = Limits::DEFAULT.within_open_files();
+    let limits = Limits {
+        max_conns_per_ip: cfg.max_conns_per_ip,
+        ..Limits::DEFAULT
+    };
+    let (limits, soft) = limits.within_open_files();
     log::debug!(
-        "max connections {} (soft open-file limit {}, {} descriptors kept for the database and sockets)",
+        "max connections {} (soft open-file limit {}, {} descriptors kept for the database and sockets), {} per client address",
         limits.max_connections,
         soft.map_or("unlimited or unknown".to_string(), |n| n.to_string()),
-        http::FD_RESERVE
+        http::FD_RESERVE,
+        limits.max_conns_per_ip
     );
     let handle = http::serve(listener, limits, Arc::new(Router { gw: gateway }))?;
     if checked == store::Checked::SchemaOnly {

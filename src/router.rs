@@ -32,6 +32,9 @@ impl Router {
     fn route(&self, req: &Request, trace_id: &str) -> Answer {
         let gw = &self.gw;
         let post = req.method == "POST";
+        // HEAD takes GET's path everywhere (here and in the console); the server sends the
+        // headers and the Content-Length of the GET's body, without the body.
+        let get = matches!(req.method.as_str(), "GET" | "HEAD");
         let page = |response: Response| Answer { code: 0, response };
         match req.path.as_str() {
             "/unipay/close" if post => {
@@ -50,7 +53,7 @@ impl Router {
             | "/unipay/pay"
             | "/unipay/gateway/prePay"
             | "/unipay/query/payOrder" => method_not_allowed(gw, trace_id),
-            "/" if req.method == "GET" => page(Response::text(
+            "/" if get => page(Response::text(
                 200,
                 "unipay: a DaxPay-compatible payment gateway\n",
             )),
@@ -67,9 +70,9 @@ impl Router {
                     return callback(gw, req, rest, trace_id);
                 }
                 if let Some(order_no) = path.strip_prefix("/sandbox/cashier/").filter(|_| sandbox) {
-                    return match req.method.as_str() {
-                        "GET" | "HEAD" => page(api::sandbox::cashier(gw, order_no)),
-                        _ => method_not_allowed(gw, trace_id),
+                    return match get {
+                        true => page(api::sandbox::cashier(gw, order_no)),
+                        false => method_not_allowed(gw, trace_id),
                     };
                 }
                 not_found(gw, trace_id)
@@ -134,10 +137,10 @@ impl Handler for Router {
             ReadError::Malformed => Error::JsonParse("malformed HTTP request".into()),
             ReadError::Timeout => Error::Unavailable(MSG_REQUEST_TIMEOUT),
         };
+        // An HTTP-level failure gets its HTTP status (400, 413, 431, 408), unlike a business
+        // error (200): the request never reached an endpoint.
         let mut answer = api::error_reply(&self.gw, error, &trace_id);
-        if err == ReadError::Timeout {
-            answer.response.status = 408;
-        }
+        answer.response.status = err.status();
         log::info!(
             "{} {} {} code={} rejected={:?} trace={}",
             req.map_or("-", |r| r.method.as_str()),

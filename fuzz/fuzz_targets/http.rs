@@ -21,6 +21,7 @@ const LIMITS: Limits = Limits {
     idle_timeout: Duration::from_secs(2),
     write_timeout: Duration::from_secs(2),
     max_connections: 64,
+    max_conns_per_ip: 64,
 };
 
 struct Echo;

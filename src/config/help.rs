@@ -26,7 +26,7 @@ unipay serve: run the gateway
 Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
                     [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
-                    [--no-sandbox] [--admin-token-file FILE]
+                    [--no-sandbox] [--admin-token-file FILE] [--max-conns-per-ip 256]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -49,6 +49,8 @@ Options:
                        default 10s]
   --no-sandbox         Turn the sandbox channel off: its payer pages are 404 and a pay with
                        channel sandbox gets 20023  [env UNIPAY_NO_SANDBOX=1]. Use it in production
+  --max-conns-per-ip N Most connections at once from one client IP address (at least 1); more
+                       get HTTP 503  [env UNIPAY_MAX_CONNS_PER_IP, default 256]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo

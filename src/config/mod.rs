@@ -72,6 +72,8 @@ pub struct ServeConfig {
     pub channel_timeout: Duration,
     /// Whether the sandbox channel and its payer pages are on (`--no-sandbox` turns them off).
     pub sandbox: bool,
+    /// Most connections at once from one client IP address (`--max-conns-per-ip`).
+    pub max_conns_per_ip: usize,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -239,6 +241,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut public_url = env("UNIPAY_PUBLIC_URL");
     let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
     let mut sandbox = env("UNIPAY_NO_SANDBOX").is_none_or(|v| v == "0");
+    let mut max_conns_per_ip = env("UNIPAY_MAX_CONNS_PER_IP");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
@@ -256,6 +259,9 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--public-url" => public_url = Some(args.value("--public-url", inline)?),
             "--no-sandbox" if inline.is_none() => sandbox = false,
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
+            "--max-conns-per-ip" => {
+                max_conns_per_ip = Some(args.value("--max-conns-per-ip", inline)?)
+            }
             "--notify-retry-schedule" => {
                 schedule = Some(args.value("--notify-retry-schedule", inline)?)
             }
@@ -316,7 +322,14 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--channel-timeout: between 100ms and 60s".into(),
         ));
     }
+    let max_conns_per_ip = match max_conns_per_ip {
+        Some(text) => {
+            usize::try_from(parse_int("--max-conns-per-ip", &text, 1)?).unwrap_or(usize::MAX)
+        }
+        None => crate::http::Limits::DEFAULT.max_conns_per_ip,
+    };
     Ok(Command::Serve(ServeConfig {
+        max_conns_per_ip,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         sandbox,
         channel_timeout,
@@ -566,6 +579,21 @@ mod tests {
         assert!(parse(&["serve", "--bogus"]).is_err());
         assert!(parse(&["serve", "--db"]).is_err());
         assert!(parse(&["serve", "--tz-offset", "8"]).is_err());
+    }
+
+    #[test]
+    fn max_conns_per_ip_is_at_least_one() {
+        let per_ip = |args: &[&str]| match parse(args) {
+            Ok(Command::Serve(c)) => Ok(c.max_conns_per_ip),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(per_ip(&["serve"]), Ok(256));
+        assert_eq!(per_ip(&["serve", "--max-conns-per-ip", "4"]), Ok(4));
+        assert_eq!(per_ip(&["serve", "--max-conns-per-ip=1"]), Ok(1));
+        for bad in ["0", "-3", "x", "", "99999999999999999999"] {
+            let err = per_ip(&["serve", "--max-conns-per-ip", bad]).unwrap_err();
+            assert!(err.contains("--max-conns-per-ip: "), "{bad}: {err}");
+        }
     }
 
     #[test]

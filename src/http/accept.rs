@@ -2,14 +2,15 @@
 //! connection slots. The accept thread only accepts, counts and hands each connection to a
 //! fresh thread of its own (`conn::serve_connection`), so a kept-alive or stalled client can
 //! never keep another one waiting; a failing `accept` (out of file descriptors, …) is retried
-//! after a growing pause. Past `Limits::max_connections` the accept thread answers
-//! `Handler::on_overload` (a 503) itself, never blocking for long, and closes the socket.
+//! after a growing pause. Past `Limits::max_connections` in all, or `Limits::max_conns_per_ip`
+//! from the peer's IP address, the accept thread answers `Handler::on_overload` (a 503) itself,
+//! never blocking for long, and closes the socket.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -47,8 +48,9 @@ impl ServerHandle {
 
 /// Starts serving on an already bound listener; returns at once (accept loop on its own thread).
 ///
-/// Every accepted connection gets its own thread, at most `limits.max_connections` at once;
-/// the connections past that are answered `503` and closed by the accept thread.
+/// Every accepted connection gets its own thread, at most `limits.max_connections` at once and
+/// `limits.max_conns_per_ip` from one IP address; the connections past either are answered
+/// `503` and closed by the accept thread.
 pub fn serve(
     listener: TcpListener,
     limits: Limits,
@@ -63,12 +65,71 @@ pub fn serve(
     Ok(ServerHandle { addr, accept })
 }
 
-/// Holds one of the `max_connections` places; gives it back when the connection thread ends.
-struct Slot(Arc<AtomicUsize>);
+/// The connections open now: in all, and per peer IP address (an address is in the map only
+/// while it has a connection, so the map holds at most `max_connections` entries).
+struct Places {
+    max_total: usize,
+    max_per_ip: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Places {
+    fn new(limits: &Limits) -> Places {
+        Places {
+            max_total: limits.max_connections,
+            max_per_ip: limits.max_conns_per_ip,
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    /// Takes a place for a connection from `ip`; `None` when it is over either bound.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        // An IPv4 client seen through an IPv6 socket (`::ffff:a.b.c.d`) is that IPv4 address.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.total >= self.max_total {
+            return None;
+        }
+        let from_ip = open.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return None;
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Some(Slot {
+            places: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// Holds one place (in all and for its address); gives it back when the connection thread
+/// ends.
+struct Slot {
+    places: Arc<Places>,
+    ip: IpAddr,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut open = self
+            .places
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.total -= 1;
+        if let Some(n) = open.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -79,7 +140,7 @@ fn accept_backoff(failures: u32) -> Duration {
 }
 
 fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Handler>) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let places = Arc::new(Places::new(&limits));
     let mut failures: u32 = 0;
     let mut reject_buf = Vec::new();
     loop {
@@ -108,13 +169,11 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-            active.fetch_sub(1, Ordering::AcqRel);
-            log::debug!("too many connections; answering 503 to {peer}");
+        let Some(slot) = places.take(peer.ip()) else {
+            log::debug!("too many connections (in all or from {peer}'s address); answering 503");
             reject(stream, &*handler, &mut reject_buf);
             continue;
-        }
-        let slot = Slot(Arc::clone(&active));
+        };
         let conn_limits = Arc::clone(&limits);
         let conn_handler = Arc::clone(&handler);
         let spawned = thread::Builder::new()
@@ -169,6 +228,7 @@ fn reject(stream: TcpStream, handler: &dyn Handler, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::http::test_support::{limits, start, Client};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
     use std::time::Instant;
 
@@ -266,6 +326,62 @@ mod tests {
         c.assert_closed();
 
         // Once a held connection goes, its place is free again.
+        drop(held.pop());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut c = Client::connect(addr);
+            c.send(b"GET /free HTTP/1.1\r\n\r\n");
+            if c.reply_to(false).is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "place never freed");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn places_are_bounded_in_all_and_per_address() {
+        let places = Arc::new(Places::new(&Limits {
+            max_connections: 3,
+            max_conns_per_ip: 2,
+            ..limits()
+        }));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let a_v6: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = places.take(a).expect("first from a");
+        let a2 = places.take(a_v6).expect("second from a, seen as IPv6");
+        assert!(places.take(a).is_none(), "a third from a");
+        let b1 = places.take(b).expect("first from b");
+        assert!(places.take(b).is_none(), "over the total");
+        drop(a1);
+        let b2 = places.take(b).expect("b, once a place is free");
+        drop((a2, b1, b2));
+        let open = places.open.lock().unwrap();
+        assert_eq!(open.total, 0);
+        assert!(
+            open.per_ip.is_empty(),
+            "addresses without connections are forgotten"
+        );
+    }
+
+    #[test]
+    fn max_conns_per_ip_answers_503() {
+        let addr = start(Limits {
+            max_conns_per_ip: 2,
+            ..limits()
+        });
+        let mut held: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
+        // Idle connections hold their places: the third from this address is refused at once.
+        let mut c = Client::connect(addr);
+        let r = c.reply();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "overloaded", "the handler's overload reply");
+        c.assert_closed();
+        for c in &mut held {
+            c.send(b"GET /held HTTP/1.1\r\n\r\n");
+            assert_eq!(c.reply().status, 200);
+        }
         drop(held.pop());
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {

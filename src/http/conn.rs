@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::deadline::{read_deadline, write_deadline};
 use super::encode::{encode_response, reason_phrase};
 use super::parse::{
-    parse_chunk_size, parse_header, parse_request_line, plausible_method, Framing, HeadFacts,
+    parse_header, parse_request_line, plausible_method, strip_line_end, Chunked, Framing, HeadFacts,
 };
 use super::{Handler, Limits, ReadError, Request, Response};
 
@@ -64,12 +64,14 @@ enum Next {
     Close,
 }
 
-/// A request's head as read: the request without its body, its HTTP version, and what its
-/// headers say about the body and the connection.
+/// A request's head as read: the request without its body, its HTTP version, what its headers
+/// say about the body and the connection, and the header bytes it took (its lines are
+/// `req.headers`), which a chunked body's trailer counts on from.
 struct Head {
     req: Request,
     http10: bool,
     facts: HeadFacts,
+    used: usize,
 }
 
 /// One connection: its socket, its read buffer and its response buffer.
@@ -179,12 +181,7 @@ fn call_on_read_error(handler: &dyn Handler, err: ReadError, req: Option<&Reques
         Ok(resp) => resp,
         Err(_) => {
             log::error!("on_read_error panicked on {err:?}");
-            let status = match err {
-                ReadError::BodyTooLarge => 413,
-                ReadError::HeadersTooLarge => 431,
-                ReadError::Malformed => 400,
-                ReadError::Timeout => 408,
-            };
+            let status = err.status();
             Response::text(status, reason_phrase(status))
         }
     }
@@ -258,14 +255,22 @@ impl Conn<'_> {
             mut req,
             http10,
             facts,
+            used,
         } = self.read_head(deadline)?;
-        let Some(framing) = facts.framing() else {
+        let Some(framing) = facts.framing(http10) else {
             fail_with!(ReadError::Malformed, Some(req));
         };
         let keep_alive = facts.keep_alive(http10);
         // A 100 Continue is only useful to an HTTP/1.1 client that has not sent its body yet.
         let send_continue = facts.expects_continue() && !http10 && self.start == self.end;
-        req.body = attempt!(self.read_body(framing, send_continue, deadline), Some(req));
+        let limits = self.limits;
+        let chunked = Chunked::new(
+            limits.max_body,
+            limits.max_header_bytes.saturating_sub(used),
+            limits.max_headers.saturating_sub(req.headers.len()),
+        );
+        let body = self.read_body(framing, chunked, send_continue, deadline);
+        req.body = attempt!(body, Some(req));
         Ok((req, keep_alive))
     }
 
@@ -281,13 +286,14 @@ impl Conn<'_> {
         // skipped, within the header budget.
         let line = loop {
             let budget = max_head.saturating_sub(used);
-            let (s, e, n) = attempt!(
+            let (s, e) = attempt!(
                 self.read_line(budget, deadline, ReadError::HeadersTooLarge, true),
                 None
             );
-            used += n;
-            if s < e {
-                break parse_request_line(&self.buf[s..e]);
+            used += e - s;
+            let line = strip_line_end(&self.buf[s..e]);
+            if !line.is_empty() {
+                break parse_request_line(line);
             }
         };
         let Some(line) = line else {
@@ -305,18 +311,19 @@ impl Conn<'_> {
         let mut facts = HeadFacts::default();
         loop {
             let budget = max_head.saturating_sub(used);
-            let (s, e, n) = attempt!(
+            let (s, e) = attempt!(
                 self.read_line(budget, deadline, ReadError::HeadersTooLarge, false),
                 Some(req)
             );
-            used += n;
-            if s == e {
+            used += e - s;
+            let line = strip_line_end(&self.buf[s..e]);
+            if line.is_empty() {
                 break;
             }
             if req.headers.len() >= limits.max_headers {
                 fail_with!(ReadError::HeadersTooLarge, Some(req));
             }
-            let Some((name, value)) = parse_header(&self.buf[s..e]) else {
+            let Some((name, value)) = parse_header(line) else {
                 fail_with!(ReadError::Malformed, Some(req));
             };
             if !facts.note(&name, &value) {
@@ -328,14 +335,17 @@ impl Conn<'_> {
             req,
             http10: line.http10,
             facts,
+            used,
         })
     }
 
-    /// Reads the body `framing` calls for, within `Limits::max_body`, before `deadline`; first
-    /// sends a 100 Continue when `send_continue` and a body is coming.
+    /// Reads the body `framing` calls for, within `Limits::max_body`, before `deadline` (a
+    /// chunked one with `chunked`'s counts); first sends a 100 Continue when `send_continue`
+    /// and a body is coming.
     fn read_body(
         &mut self,
         framing: Framing,
+        chunked: Chunked,
         send_continue: bool,
         deadline: Instant,
     ) -> Result<Vec<u8>, Fail> {
@@ -360,61 +370,47 @@ impl Conn<'_> {
                 if send_continue {
                     self.send_continue()?;
                 }
-                self.read_chunked(deadline)
+                self.read_chunked(chunked, deadline)
             }
         }
     }
 
-    /// Decodes a chunked body: hex sizes, extensions ignored, trailers skipped.
-    fn read_chunked(&mut self, deadline: Instant) -> Result<Vec<u8>, Fail> {
-        let limits = self.limits;
+    /// Decodes a chunked body: `chunked` judges each line (CRLF endings, sizes and their
+    /// extensions, the trailer, within the limits), this reads them and the data.
+    fn read_chunked(&mut self, mut chunked: Chunked, deadline: Instant) -> Result<Vec<u8>, Fail> {
         let mut body = Vec::new();
         loop {
-            let (s, e, _) =
-                self.read_line(CHUNK_LINE_MAX, deadline, ReadError::Malformed, false)?;
-            let size = parse_chunk_size(&self.buf[s..e]).ok_or(Fail::Read(ReadError::Malformed))?;
+            let (s, e) = self.read_line(CHUNK_LINE_MAX, deadline, ReadError::Malformed, false)?;
+            let size = chunked.size_line(&self.buf[s..e]).map_err(Fail::Read)?;
             if size == 0 {
                 break;
             }
-            if size > (limits.max_body - body.len()) as u64 {
-                return Err(Fail::Read(ReadError::BodyTooLarge));
-            }
             let old = body.len();
-            body.resize(old + size as usize, 0);
+            body.resize(old + size, 0);
             self.copy_exact(&mut body[old..], deadline)?;
-            let (s, e, _) = self.read_line(2, deadline, ReadError::Malformed, false)?;
-            if s != e {
-                return Err(Fail::Read(ReadError::Malformed));
-            }
+            let (s, e) = self.read_line(2, deadline, ReadError::Malformed, false)?;
+            Chunked::data_end(&self.buf[s..e]).map_err(Fail::Read)?;
         }
-        // Trailers are skipped, but bounded like a header block.
-        let mut used = 0usize;
-        let mut lines = 0usize;
         loop {
-            let budget = limits.max_header_bytes.saturating_sub(used);
-            let (s, e, n) = self.read_line(budget, deadline, ReadError::HeadersTooLarge, false)?;
-            used += n;
-            if s == e {
+            let budget = chunked.trailer_budget();
+            let (s, e) = self.read_line(budget, deadline, ReadError::HeadersTooLarge, false)?;
+            if chunked.trailer_line(&self.buf[s..e]).map_err(Fail::Read)? {
                 return Ok(body);
-            }
-            lines += 1;
-            if lines > limits.max_headers {
-                return Err(Fail::Read(ReadError::HeadersTooLarge));
             }
         }
     }
 
     /// Takes the next line out of the buffer, reading more as needed; returns the line's range
-    /// in `buf` without its line ending, and its length with it. A line (with its ending) longer
-    /// than `max_len` fails with `too_long`. With `check_method`, input that cannot start a
-    /// request line fails at once instead of waiting for a line ending.
+    /// in `buf`, its LF included (what else ends it is for the caller to judge). A line (with
+    /// its ending) longer than `max_len` fails with `too_long`. With `check_method`, input that
+    /// cannot start a request line fails at once instead of waiting for a line ending.
     fn read_line(
         &mut self,
         max_len: usize,
         deadline: Instant,
         too_long: ReadError,
         check_method: bool,
-    ) -> Result<(usize, usize, usize), Fail> {
+    ) -> Result<(usize, usize), Fail> {
         let mut scanned = 0;
         loop {
             let from = self.start + scanned;
@@ -425,13 +421,8 @@ impl Conn<'_> {
                     return Err(Fail::Read(too_long));
                 }
                 let s = self.start;
-                let e = if nl > s && self.buf[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
                 self.start = nl + 1;
-                return Ok((s, e, len));
+                return Ok((s, nl + 1));
             }
             scanned = self.end - self.start;
             if scanned >= max_len {
@@ -713,6 +704,18 @@ mod tests {
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n",
+            // Chunked lines end in CRLF; extensions follow the grammar; trailers are fields.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\nab\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;a b\r\nab\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"b\r\nab\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nab\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno field\r\n\r\n",
+            // HTTP/1.0 has no transfer codings: refused, and nothing after it is served.
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+              1\r\nx\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
         ];
         for case in cases {
             let mut c = Client::connect(addr);
@@ -726,6 +729,38 @@ mod tests {
         let mut c = Client::connect(addr);
         c.send(b"POST /dup HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab");
         assert_eq!(c.reply().text(), "POST /dup  ab");
+    }
+
+    #[test]
+    fn a_chunked_trailer_counts_against_the_header_limits() {
+        let addr = start(limits());
+        let request = |headers: usize, trailers: usize, pad: usize| {
+            let mut r = b"POST /t HTTP/1.1\r\n".to_vec();
+            for i in 0..headers {
+                r.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+            }
+            r.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n2;n=\"v\"\r\nab\r\n0\r\n");
+            for i in 0..trailers {
+                r.extend_from_slice(format!("X-T{i}: {}\r\n", "p".repeat(pad)).as_bytes());
+            }
+            r.extend_from_slice(b"\r\n");
+            r
+        };
+        // 14 headers + Transfer-Encoding + 1 trailer line: 16 lines, the limit.
+        let mut c = Client::connect(addr);
+        c.send(&request(14, 1, 1));
+        assert_eq!(c.reply().text(), "POST /t  ab");
+        c.send(&request(14, 2, 1));
+        let r = c.reply();
+        assert_eq!((r.status, r.text()), (431, "HeadersTooLarge /t"));
+        c.assert_closed();
+        // The trailer's bytes count on from the head's (1024 in all).
+        let mut c = Client::connect(addr);
+        c.send(&request(0, 1, 900));
+        assert_eq!(c.reply().text(), "POST /t  ab");
+        c.send(&request(0, 1, 1000));
+        assert_eq!(c.reply().status, 431);
+        c.assert_closed();
     }
 
     #[test]

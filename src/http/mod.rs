@@ -8,10 +8,10 @@
 //!
 //! This file has what the application sees (`Request`, `Response`, `Handler`, `ReadError`,
 //! `Limits`, and `serve` re-exported). The rest, by seam: `accept.rs` (`serve`, the accept
-//! thread, connection slots, the overload 503), `conn.rs` (one connection: reading a request's
+//! thread, connection slots in all and per client address, the overload 503), `conn.rs` (one connection: reading a request's
 //! head and body, writing responses, keep-alive, linger), `deadline.rs` (socket reads and writes
-//! under a deadline), `parse.rs` (request line, headers, framing, chunk sizes: bytes in, values
-//! out, no I/O) and `encode.rs` (a `Response` to bytes). Nothing here uses the rest of the crate.
+//! under a deadline), `parse.rs` (request line, headers, framing, the lines of a chunked body:
+//! bytes in, values out, no I/O) and `encode.rs` (a `Response` to bytes). Nothing here uses the rest of the crate.
 
 mod accept;
 mod conn;
@@ -94,18 +94,33 @@ impl Response {
     }
 }
 
-/// Why a request could not be read; the handler turns it into a reply, then the connection
-/// is closed (its remaining bytes cannot be trusted).
+/// Why a request could not be read; the handler turns it into a reply (with the `status` given
+/// here, as a rule), then the connection is closed (its remaining bytes cannot be trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadError {
     /// The body is longer than `Limits::max_body`.
     BodyTooLarge,
-    /// Request line or headers over `Limits::max_header_bytes` / `max_headers`.
+    /// Request line, headers and a chunked body's trailer over `Limits::max_header_bytes` /
+    /// `max_headers`.
     HeadersTooLarge,
-    /// Not HTTP/1.x, a bad request line, a bad header, a bad Content-Length, a bad chunk.
+    /// Not HTTP/1.x, a bad request line, a bad header, a bad Content-Length, a bad chunk (a
+    /// line not ending in CRLF, a bad size or extension, a trailer line that is no field), a
+    /// transfer coding in an HTTP/1.0 request.
     Malformed,
     /// The request started but was not received within `Limits::request_timeout`.
     Timeout,
+}
+
+impl ReadError {
+    /// The HTTP status that answers it: 413, 431, 400 or 408.
+    pub fn status(self) -> u16 {
+        match self {
+            ReadError::BodyTooLarge => 413,
+            ReadError::HeadersTooLarge => 431,
+            ReadError::Malformed => 400,
+            ReadError::Timeout => 408,
+        }
+    }
 }
 
 /// What a server needs from the application.
@@ -116,8 +131,9 @@ pub trait Handler: Send + Sync + 'static {
     fn on_read_error(&self, err: ReadError, req: Option<&Request>) -> Response;
     /// Answers a request whose handler panicked.
     fn on_panic(&self, req: &Request) -> Response;
-    /// The reply to a connection over `Limits::max_connections`, sent by the accept thread
-    /// before the connection is closed (nothing of the request is read). It must be quick.
+    /// The reply to a connection over `Limits::max_connections` or `Limits::max_conns_per_ip`,
+    /// sent by the accept thread before the connection is closed (nothing of the request is
+    /// read). It must be quick.
     fn on_overload(&self) -> Response {
         Response::text(503, "Server is overloaded")
     }
@@ -141,6 +157,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Most connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Most connections served at once from one client IP address; more from it are answered
+    /// 503 and closed, so that one client cannot take all of `max_connections`.
+    pub max_conns_per_ip: usize,
 }
 
 impl Limits {
@@ -152,6 +171,7 @@ impl Limits {
         idle_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(10),
         max_connections: 1024,
+        max_conns_per_ip: 256,
     };
 
     /// These limits with `max_connections` lowered, when needed, to fit the process's soft

@@ -38,12 +38,7 @@ impl Handler for TestHandler {
     }
 
     fn on_read_error(&self, err: ReadError, req: Option<&Request>) -> Response {
-        let status = match err {
-            ReadError::BodyTooLarge => 413,
-            ReadError::HeadersTooLarge => 431,
-            ReadError::Malformed => 400,
-            ReadError::Timeout => 408,
-        };
+        let status = err.status();
         let path = req.map_or("-", |r| r.path.as_str());
         Response::text(status, &format!("{err:?} {path}"))
     }
@@ -69,6 +64,7 @@ pub(super) fn limits() -> Limits {
         idle_timeout: Duration::from_secs(2),
         write_timeout: Duration::from_secs(2),
         max_connections: 512,
+        max_conns_per_ip: 512,
     }
 }
 

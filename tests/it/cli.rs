@@ -44,7 +44,7 @@ fn help_on_every_command_exits_0() {
         assert!(top.contains(cmd), "--help names `{cmd}`: {top}");
     }
     let serve = text(&run_cli(&["serve", "--help"]).stdout);
-    for flag in ["--db", "--listen", "--tz-offset"] {
+    for flag in ["--db", "--listen", "--tz-offset", "--max-conns-per-ip"] {
         assert!(serve.contains(flag), "serve --help names {flag}: {serve}");
     }
     let app = text(&run_cli(&["app", "--help"]).stdout);
@@ -74,6 +74,7 @@ fn usage_errors_exit_2_with_a_message() {
         (&["serve", "--db"],                                                                          "--db"),
         (&["serve", "--tz-offset", "8"],                                                              "--tz-offset"),
         (&["serve", "--listen", "nowhere"],                                                           "--listen"),
+        (&["serve", "--max-conns-per-ip", "0"],                                                       "--max-conns-per-ip"),
         (&["frobnicate"],                                                                             "frobnicate"),
         (&["app", "frob"],                                                                            "frob"),
         (&["app", "create", "--db", db, "--mch-no", "M"],                                             "--app-id"),

@@ -1,6 +1,7 @@
-//! Slow and stalled clients: connections past the open-file limit get the 503 envelope at once,
-//! stalled connections neither delay a normal request nor grow threads and memory past a bound,
-//! and they are let go after the request timeout (a begun request with a 408 envelope).
+//! Slow and stalled clients: connections past the open-file limit or past the per-address cap
+//! get the 503 envelope at once, stalled connections neither delay a normal request nor grow
+//! threads and memory past a bound, and they are let go after the request timeout (a begun
+//! request with a 408 envelope).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -56,6 +57,66 @@ fn connections_past_the_open_file_limit_get_503_and_the_server_recovers() {
     });
     srv.pay(&app, "B_FD");
     assert_eq!(srv.status(&app, "B_FD"), "progress");
+}
+
+/// Reads what the server sends on `s` until it closes it, and checks it is the overload reply:
+/// HTTP 503 with the unsigned JSON envelope (10500, "busy").
+#[track_caller]
+fn assert_overloaded(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    let json = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let reply: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(reply["code"], 10500, "{text}");
+    assert_eq!(reply["msg"], unipay::error::MSG_OVERLOADED, "{text}");
+    assert!(reply["sign"].is_null(), "{text}");
+    assert_eq!(reply["traceId"].as_str().map(str::len), Some(12));
+}
+
+/// `--max-conns-per-ip 4`: four idle connections from 127.0.0.1 hold all of its places, a fifth
+/// gets the overload 503 at once, and once one of the four is gone a new one is served.
+#[test]
+fn connections_over_the_per_address_cap_get_503_at_once() {
+    let srv = TestServer::start_with(&["--max-conns-per-ip", "4"]);
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&srv.addr).unwrap())
+        .collect();
+    let started = Instant::now();
+    let mut fifth = TcpStream::connect(&srv.addr).unwrap();
+    assert_overloaded(&mut fifth);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Still full while the four stay (they are idle, well within the request timeout).
+    let r = try_http(&srv.addr, "GET", "/", b"").expect("a reply");
+    assert_eq!(r.status, 503, "{}", r.body);
+    drop(held.pop());
+    let r = wait_for("a place to be freed", || {
+        try_http(&srv.addr, "GET", "/", b"").filter(|r| r.status == 200)
+    });
+    assert!(r.body.starts_with("unipay"), "{}", r.body);
+    // The three left are still served.
+    for s in &mut held {
+        s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    // UNIPAY_MAX_CONNS_PER_IP sets it too.
+    let srv = TestServer::start_with_env(&[], &[("UNIPAY_MAX_CONNS_PER_IP", "1")]);
+    let _one = TcpStream::connect(&srv.addr).unwrap();
+    assert_overloaded(&mut TcpStream::connect(&srv.addr).unwrap());
 }
 
 #[test]
