@@ -39,6 +39,8 @@ struct Opts {
     big: Option<u64>,
     big_cache: Option<PathBuf>,
     bin_dir: PathBuf,
+    /// Every close carries its own `nonceStr` (the reply is remembered with the close).
+    nonce: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -49,6 +51,7 @@ fn parse_opts() -> Opts {
         big: None,
         big_cache: None,
         bin_dir: PathBuf::from("target/release"),
+        nonce: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,8 +63,10 @@ fn parse_opts() -> Opts {
             "--big" => o.big = Some(val().parse().expect("--big N")),
             "--bin-dir" => o.bin_dir = PathBuf::from(val()),
             "--big-cache" => o.big_cache = Some(PathBuf::from(val())),
+            "--nonce" => o.nonce = true,
             "-h" | "--help" => {
-                println!("loadgen [--conns 64] [--seconds 5] [--runs 3] [--big N] [--big-cache DIR] [--bin-dir target/release]");
+                println!("loadgen [--conns 64] [--seconds 5] [--runs 3] [--big N] [--big-cache DIR] [--bin-dir target/release] [--nonce]");
+                println!("  --nonce gives every close its own nonceStr");
                 println!("  --runs 0 with --big N measures only the big database");
                 println!("  --big-cache DIR keeps the filled databases there and copies them for each run");
                 std::process::exit(0);
@@ -400,8 +405,12 @@ fn query_req(addr: &str, biz: &str) -> Wire {
     )
 }
 
-fn close_req(addr: &str, biz: &str) -> Wire {
-    let body = obj(serde_json::json!({"bizOrderNo": biz, "useCancel": false}));
+fn close_req(addr: &str, biz: &str, nonce: bool) -> Wire {
+    let mut json = serde_json::json!({"bizOrderNo": biz, "useCancel": false});
+    if nonce {
+        json["nonceStr"] = serde_json::json!(format!("n{biz}"));
+    }
+    let body = obj(json);
     render(
         addr,
         "POST",
@@ -617,7 +626,7 @@ fn api_run(o: &Opts) -> (Measured, Measured, Measured, u64) {
     )
     .done();
     let closes = deal(o.conns, made.len(), |i| {
-        close_req(&addr, &format!("W{}", made[i]))
+        close_req(&addr, &format!("W{}", made[i]), o.nonce)
     });
     if let Ok(mark) = std::env::var("LOADGEN_MARK") {
         // For profiling: say which process to look at, and give the profiler a moment.
@@ -690,7 +699,7 @@ fn big_run(o: &Opts, n: u64) -> (Measured, Duration, f64) {
         server.child.id(),
         &addr,
         deal(o.conns, count, |i| {
-            close_req(&addr, &format!("BIG{}", i * stride))
+            close_req(&addr, &format!("BIG{}", i * stride), o.nonce)
         }),
         o.seconds,
     );
@@ -741,10 +750,11 @@ fn api_runs(o: &Opts, cores: usize) {
         "{}",
         row("HTTP floor (tiny_http, fixed 150-byte reply)", &floor)
     );
-    println!(
-        "{}",
-        row("**close** (signed, md5, synchronous=FULL)", &close)
-    );
+    let close_name = match o.nonce {
+        true => "**close** (signed, md5, nonceStr each, synchronous=FULL)",
+        false => "**close** (signed, md5, synchronous=FULL)",
+    };
+    println!("{}", row(close_name, &close));
     println!("{}", row("pay (sandbox channel)", &pay));
     println!("{}", row("query", &query));
     println!();
