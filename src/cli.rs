@@ -34,6 +34,13 @@ pub fn run(command: Command) -> Result<(), RunError> {
         Command::NotifyResend { db, event_id } => notify_resend(&db, event_id),
         Command::Call(cfg) => call(&cfg),
         Command::Channel(cmd) => channel(cmd),
+        Command::RefundList { db, status, offset } => {
+            let (db, _) = Offline::open(&db)?;
+            for refund in db.list_refunds(status, 1000)? {
+                println!("{}", wire::refund_line(&refund, offset));
+            }
+            Ok(())
+        }
         Command::Backup { db, out } => backup(&db, &out),
         Command::Help(text) => {
             print!("{text}");
@@ -144,6 +151,12 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     let settled = expiry::recover(&gateway, i64::MAX);
     if settled > 0 {
         log::warn!("settled {settled} close(s) interrupted by the last shutdown");
+    }
+    // Refunds under way when the last process stopped are looked at first.
+    gateway.store.all_refunds_due(gateway.now())?;
+    let changed = expiry::settle_refunds(&gateway);
+    if changed > 0 {
+        log::info!("settled {changed} refund(s) under way at the last shutdown");
     }
     expiry::start(gateway.clone(), cfg.sweep_interval)?;
     // Every connection holds a file descriptor: the bound leaves room for the rest.
@@ -373,6 +386,9 @@ fn endpoint_fields(path: &str) -> Option<&'static [wire::Field]> {
         "/unipay/gateway/prePay" => Some(wire::PRE_PAY),
         "/unipay/close" => Some(wire::CLOSE),
         "/unipay/query/payOrder" => Some(wire::QUERY),
+        "/unipay/refund" => Some(wire::REFUND),
+        "/unipay/query/refundOrder" | "/unipay/sync/order/refund" => Some(wire::QUERY_REFUND),
+        "/unipay/sync/order/pay" => Some(wire::SYNC_PAY),
         _ => None,
     }
 }

@@ -146,6 +146,8 @@ pub enum Actor {
     Api,
     Admin,
     Expiry,
+    /// A pay sync that found the trade over at the channel.
+    Sync,
 }
 
 impl Actor {
@@ -154,6 +156,7 @@ impl Actor {
             Actor::Api => "api",
             Actor::Admin => "admin",
             Actor::Expiry => "expiry",
+            Actor::Sync => "sync",
         }
     }
 
@@ -162,6 +165,7 @@ impl Actor {
         match s {
             "admin" => Actor::Admin,
             "expiry" => Actor::Expiry,
+            "sync" => Actor::Sync,
             _ => Actor::Api,
         }
     }
@@ -337,6 +341,143 @@ pub struct EventInfo {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// The status of a refund (DaxPay `RefundStatusEnum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundStatus {
+    /// 退款中: created; at the channel, or its outcome not known yet. Its amount is reserved.
+    Progress,
+    /// 退款成功: the channel confirmed that the money went back.
+    Success,
+    /// 退款关闭: the channel closed it without paying it; the amount went back to the balance.
+    Close,
+    /// 退款失败: the channel refused it (a definite answer); the amount went back.
+    Fail,
+}
+
+impl RefundStatus {
+    pub const ALL: [RefundStatus; 4] = [
+        RefundStatus::Progress,
+        RefundStatus::Success,
+        RefundStatus::Close,
+        RefundStatus::Fail,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Progress => "progress",
+            RefundStatus::Success => "success",
+            RefundStatus::Close => "close",
+            RefundStatus::Fail => "fail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefundStatus> {
+        RefundStatus::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RefundStatus::Progress => "退款中",
+            RefundStatus::Success => "退款成功",
+            RefundStatus::Close => "退款关闭",
+            RefundStatus::Fail => "退款失败",
+        }
+    }
+
+    /// Whether the refund's amount is out of the order's refundable balance.
+    pub fn holds_money(self) -> bool {
+        matches!(self, RefundStatus::Progress | RefundStatus::Success)
+    }
+}
+
+/// A pay order's `refundStatus` (DaxPay `PayRefundStatusEnum`), a function of its refunds.
+pub fn pay_refund_status(any_progress: bool, refunded: Amount, amount: Amount) -> &'static str {
+    match () {
+        _ if any_progress => "refunding",
+        _ if refunded >= amount => "refunded",
+        _ if refunded.0 > 0 => "partial_refund",
+        _ => "no_refund",
+    }
+}
+
+/// A refund as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refund {
+    pub id: i64,
+    pub refund_no: String,
+    pub app_id: String,
+    pub mch_no: String,
+    pub order_id: i64,
+    pub order_no: String,
+    pub biz_order_no: String,
+    pub out_order_no: Option<String>,
+    pub channel: String,
+    pub order_amount: Amount,
+    pub title: String,
+    pub biz_refund_no: String,
+    pub amount: Amount,
+    pub reason: Option<String>,
+    pub attach: Option<String>,
+    pub notify_url: Option<String>,
+    pub extra_param: Option<String>,
+    pub client_ip: Option<String>,
+    pub req_time: Option<i64>,
+    pub status: RefundStatus,
+    pub out_refund_no: Option<String>,
+    pub finish_time: Option<i64>,
+    pub error_msg: Option<String>,
+    /// How often it was sent to the channel, and when last.
+    pub sends: i64,
+    pub last_send_at: Option<i64>,
+    /// Sends whose outcome was unknown: a later refusal needs a query first.
+    pub unknown_sends: i64,
+    pub checks: i64,
+    pub next_check_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a channel said about a refund, when asked to make it or asked how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundAnswer {
+    /// The money went back.
+    Success {
+        out_refund_no: Option<String>,
+        finish_time: Option<i64>,
+    },
+    /// Accepted, not finished yet.
+    Processing { out_refund_no: Option<String> },
+    /// Closed by the channel without paying it.
+    Closed { out_refund_no: Option<String> },
+    /// Stuck at the channel (WeChat `ABNORMAL`): it stays `progress`, an operator looks.
+    Abnormal { out_refund_no: Option<String> },
+    /// The channel refused the request (a definite answer, from a send only).
+    Refused(String),
+    /// The channel has no such refund (from a query): it never arrived; send it again.
+    NotFound,
+    /// The outcome is not known (a timeout, a 5xx, an answer that does not verify, "try again").
+    Unknown(String),
+    /// The answer does not fit the refund (another amount, an unknown trade): it stays
+    /// `progress` and an operator looks.
+    Attention(String),
+}
+
+/// How a request names a refund: `refundNo` > `bizRefundNo`, the first given non-empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundKey {
+    RefundNo(String),
+    BizRefundNo(String),
+}
+
+impl RefundKey {
+    pub fn pick(refund_no: Option<&str>, biz_refund_no: Option<&str>) -> Option<RefundKey> {
+        let given = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+        given(refund_no)
+            .map(RefundKey::RefundNo)
+            .or_else(|| given(biz_refund_no).map(RefundKey::BizRefundNo))
+    }
 }
 
 /// How a request names an order: the first non-empty of orderNo, bizOrderNo, outOrderNo.

@@ -27,6 +27,12 @@ pub enum Error {
     Unsupported(String),
     /// 20041: no such order for this app.
     OrderNotFound,
+    /// 20041: no such refund for this app; the text says it as the endpoint does.
+    RefundNotFound(&'static str),
+    /// 10507: a sync of this order or refund is at the channel right now.
+    SyncBusy(&'static str),
+    /// 20080: a sync could not ask the channel, or could not trust its answer.
+    SyncFailed(String),
     /// 20043: a close of this order is already running.
     Closing,
     /// 20044: the order's status does not allow this; the text says why.
@@ -90,6 +96,28 @@ pub fn msg_unknown_method(method: &str) -> String {
     format!("不支持的支付方式: {method}")
 }
 
+// Refunds and syncs (refund-sync.md).
+pub const MSG_REFUND_KEY_MISSING: &str = "退款号或商户退款号不能都为空";
+pub const MSG_REFUND_NOT_FOUND: &str = "退款订单不存在";
+pub const MSG_REFUND_SYNC_NOT_FOUND: &str = "未查询到退款订单";
+pub const MSG_REFUND_AMOUNT_MISSING: &str = "退款金额不可为空";
+pub const MSG_REFUND_OVER_BALANCE: &str = "退款金额不能大于支付金额";
+pub const MSG_REFUND_NO_EXISTS: &str = "退款单号已存在";
+pub const MSG_FULLY_REFUNDED: &str = "当前支付单退款状态[全部退款]不允许发起退款操作";
+pub const MSG_SYNC_NOT_STARTED: &str = "订单未开始支付, 请重新确认支付状态";
+pub const MSG_PAY_SYNC_BUSY: &str = "支付同步处理中，请勿重复操作";
+pub const MSG_REFUND_SYNC_BUSY: &str = "退款同步处理中，请勿重复操作";
+pub const MSG_ALIPAY_REFUND_QUERY_TOO_SOON: &str = "间隔10秒以上再发起退款查询请求";
+pub const MSG_SANDBOX_REFUND_FAILED: &str = "沙箱退款失败";
+pub const MSG_REFUND_ABNORMAL: &str = "退款异常";
+pub const MSG_SANDBOX_REFUND_FINAL: &str = "沙箱退款已结束, 无法再变更";
+pub const MSG_SANDBOX_REFUND_RESULT: &str = "result 应为 success、close 或 abnormal";
+
+/// 20044: a refund of an order that is not `success` (DaxPay's words, sic 单订).
+pub fn msg_refund_order_status(label: &str) -> String {
+    format!("当前支付单订状态[{label}]不允许发起退款操作")
+}
+
 // 20023 (`Config`).
 pub const MSG_NO_MERCHANT: &str = "未找到指定的商户配置";
 pub const MSG_NO_APP: &str = "未找到指定的应用配置";
@@ -146,7 +174,9 @@ impl Error {
             Error::ChannelDisabled(_) => 20021,
             Error::Config(_) => 20023,
             Error::Unsupported(_) => 20030,
-            Error::OrderNotFound => 20041,
+            Error::OrderNotFound | Error::RefundNotFound(_) => 20041,
+            Error::SyncBusy(_) => 10507,
+            Error::SyncFailed(_) => 20080,
             Error::Closing => 20043,
             Error::TradeStatus(_) => 20044,
             Error::BadSign => 20052,
@@ -168,6 +198,8 @@ impl Error {
             Error::Config(what) | Error::ChannelDisabled(what) => (*what).into(),
             Error::Unsupported(channel) => format!("不支持的能力: {channel}"),
             Error::OrderNotFound => "支付订单不存在".into(),
+            Error::RefundNotFound(what) | Error::SyncBusy(what) => (*what).into(),
+            Error::SyncFailed(why) => format!("同步失败: {why}"),
             Error::Closing => "支付订单已在关闭中，请勿重复发起".into(),
             Error::TradeStatus(why) => why.clone(),
             Error::BadSign => "验签失败".into(),

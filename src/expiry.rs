@@ -8,7 +8,8 @@
 //! The same thread prunes the `nonceStr` replies older than a day (`NONCE_TTL_MS`).
 //!
 //! `recover` finishes or undoes the closes whose intent outlived their process: it asks the
-//! channel what the trade is, and applies that.
+//! channel what the trade is, and applies that. The same thread settles the refunds whose
+//! outcome is not known yet when they are due (`refund::Refunds::settle_due`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::close::close_order;
 use crate::domain::{Actor, ChannelCloseOutcome, CloseRequest, Order, PayStatus, NONCE_TTL_MS};
 use crate::error::{Error, MSG_RECORD_INTERRUPTED};
 use crate::gateway::Gateway;
+use crate::refund::Refunds;
 use crate::store::{OrderRef, Payment};
 
 /// Orders handled per batch of a sweep.
@@ -53,9 +55,20 @@ pub fn start(gw: Arc<Gateway>, interval: Duration) -> std::io::Result<()> {
             if report != SweepReport::default() {
                 log::info!("expiry sweep: {report:?}");
             }
+            settle_refunds(&gw);
             thread::sleep(interval);
         })?;
     Ok(())
+}
+
+/// Settles the `progress` refunds that are due (refund-sync.md §7); returns how many changed.
+pub fn settle_refunds(gw: &Gateway) -> usize {
+    let refunds = Refunds {
+        store: &gw.store,
+        channels: &gw.channels,
+        busy: &gw.busy,
+    };
+    refunds.settle_due(gw.now())
 }
 
 /// Closes every order that is open past its expiry time now.
@@ -158,7 +171,10 @@ pub fn recover(gw: &Gateway, before: i64) -> usize {
                 req,
                 MSG_RECORD_INTERRUPTED.into(),
             ),
-            TradeState::Closed | TradeState::NotFound => gw
+            TradeState::Closed
+            | TradeState::NotFound
+            | TradeState::Revoked
+            | TradeState::Failed => gw
                 .store
                 .finish_channel_close(
                     order.id,

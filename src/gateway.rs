@@ -1,12 +1,14 @@
 //! The `Gateway`: what the request handlers, the admin console and the expiry sweeper share
 //! (the store, the channels, time and randomness, where the server is reached), and the set of
-//! `nonceStr` keys whose first request is being handled.
+//! `nonceStr` keys whose first request is being handled, the work in flight at channels, and the
+//! console's login throttle.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use crate::channel::Channels;
+use crate::inflight::InFlight;
 use crate::store::Store;
 use crate::sys::{Clock, Random, UtcOffset};
 
@@ -26,6 +28,8 @@ pub struct Gateway {
     pub sandbox: bool,
     /// Failed console logins per client address.
     pub logins: Throttle,
+    /// The orders and refunds a sync or a refund is talking to its channel about.
+    pub busy: InFlight,
 }
 
 impl Gateway {
@@ -47,6 +51,7 @@ impl Gateway {
             nonces: InFlight::default(),
             sandbox: true,
             logins: Throttle::new(LOGIN_FAILURES, LOGIN_WINDOW_MS),
+            busy: InFlight::default(),
         }
     }
 
@@ -101,69 +106,9 @@ impl Throttle {
     }
 }
 
-/// The `(app_id, nonce)` keys whose first request is being handled right now.
-#[derive(Default)]
-pub struct InFlight {
-    keys: Mutex<HashSet<(String, String)>>,
-    freed: Condvar,
-}
-
-/// A claimed key; dropping it (also when the handler panics) lets the next request in.
-pub struct Claim<'a> {
-    owner: &'a InFlight,
-    key: (String, String),
-}
-
-impl InFlight {
-    /// Claims `key`, waiting while another request holds it.
-    pub fn claim(&self, key: (String, String)) -> Claim<'_> {
-        let mut keys = self.keys.lock().expect("nonce lock");
-        while keys.contains(&key) {
-            keys = self.freed.wait(keys).expect("nonce lock");
-        }
-        keys.insert(key.clone());
-        Claim { owner: self, key }
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        // A poisoned lock only means another thread panicked while holding it; the set is
-        // still consistent, so the key is removed regardless.
-        let mut keys = match self.owner.keys.lock() {
-            Ok(k) => k,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        keys.remove(&self.key);
-        self.owner.freed.notify_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_claim_waits_for_the_holder() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let inflight = Arc::new(InFlight::default());
-        let released = Arc::new(AtomicBool::new(false));
-        let key = ("A".to_string(), "n".to_string());
-        let held = inflight.claim(key.clone());
-        let waiter = {
-            let (inflight, released, key) = (inflight.clone(), released.clone(), key.clone());
-            std::thread::spawn(move || {
-                let _c = inflight.claim(key);
-                assert!(released.load(Ordering::SeqCst), "claimed while held");
-            })
-        };
-        // Another key is free meanwhile.
-        drop(inflight.claim(("A".to_string(), "other".to_string())));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        released.store(true, Ordering::SeqCst);
-        drop(held);
-        waiter.join().unwrap();
-    }
 
     #[test]
     fn a_throttle_blocks_for_the_rest_of_its_window() {

@@ -49,10 +49,34 @@ impl Router {
             "/unipay/query/payOrder" if post => {
                 api::signed(gw, req, wire::QUERY, trace_id, api::query::handle)
             }
+            "/unipay/refund" if post => {
+                api::signed(gw, req, wire::REFUND, trace_id, api::refund::handle_refund)
+            }
+            "/unipay/query/refundOrder" if post => api::signed(
+                gw,
+                req,
+                wire::QUERY_REFUND,
+                trace_id,
+                api::refund::handle_query,
+            ),
+            "/unipay/sync/order/pay" if post => {
+                api::signed(gw, req, wire::SYNC_PAY, trace_id, api::sync::handle_pay)
+            }
+            "/unipay/sync/order/refund" if post => api::signed(
+                gw,
+                req,
+                wire::QUERY_REFUND,
+                trace_id,
+                api::sync::handle_refund,
+            ),
             "/unipay/close"
             | "/unipay/pay"
             | "/unipay/gateway/prePay"
-            | "/unipay/query/payOrder" => method_not_allowed(gw, trace_id),
+            | "/unipay/query/payOrder"
+            | "/unipay/refund"
+            | "/unipay/query/refundOrder"
+            | "/unipay/sync/order/pay"
+            | "/unipay/sync/order/refund" => method_not_allowed(gw, trace_id),
             "/" if get => page(Response::text(
                 200,
                 "unipay: a DaxPay-compatible payment gateway\n",
@@ -60,6 +84,12 @@ impl Router {
             path if path == "/admin" || path.starts_with("/admin/") => page(admin::handle(gw, req)),
             path => {
                 let sandbox = gw.sandbox;
+                if let Some(refund_no) = path.strip_prefix("/sandbox/refund/").filter(|_| sandbox) {
+                    return match post {
+                        true => api::sandbox::settle_refund(gw, refund_no, &req.query, trace_id),
+                        false => method_not_allowed(gw, trace_id),
+                    };
+                }
                 if let Some(order_no) = path.strip_prefix("/sandbox/pay/").filter(|_| sandbox) {
                     return match post {
                         true => api::sandbox::pay(gw, order_no, trace_id),

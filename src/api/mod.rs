@@ -7,7 +7,9 @@ pub mod close;
 pub mod nonce;
 pub mod pay;
 pub mod query;
+pub mod refund;
 pub mod sandbox;
+pub mod sync;
 
 use crate::domain::App;
 use crate::error::{

@@ -4,9 +4,15 @@
 //! /sandbox/pay/{orderNo}` is the payer paying, answered with the reply envelope (signed with
 //! the order's app): code 0 when the payment went through, 20044 with the reason when the trade
 //! is closed, cancelled, already paid or expired, 20041 for an unknown order.
+//! `POST /sandbox/refund/{refundNo}?result=success|close|abnormal` settles a sandbox refund that
+//! is processing, and delivers it to unipay as a channel's refund notification would.
 
 use crate::api::{respond, Answer};
-use crate::channel::Sandbox;
+use crate::channel::{sandbox_refund_answer, Sandbox};
+use crate::error::{
+    Error, MSG_REFUND_NOT_FOUND, MSG_SANDBOX_REFUND_FINAL, MSG_SANDBOX_REFUND_RESULT,
+};
+use crate::form;
 use crate::gateway::Gateway;
 use crate::html::escape;
 use crate::http::Response;
@@ -29,6 +35,41 @@ pub fn pay(gw: &Gateway, order_no: &str, trace_id: &str) -> Answer {
     respond(gw, result, app.as_ref(), now, trace_id)
 }
 
+/// `POST /sandbox/refund/{refundNo}`: the sandbox channel finishes a processing refund.
+pub fn settle_refund(gw: &Gateway, refund_no: &str, query: &str, trace_id: &str) -> Answer {
+    let now = gw.now();
+    let refund = gw.store.refund_by_no(refund_no).ok().flatten();
+    let app = refund
+        .as_ref()
+        .and_then(|r| gw.store.app(&r.app_id).ok().flatten());
+    let fields = form::parse(query);
+    let result = (|| {
+        let state = match form::get(&fields, "result").unwrap_or("success") {
+            "success" => "success",
+            "close" => "closed",
+            "abnormal" => "abnormal",
+            _ => return Err(Error::Validation(MSG_SANDBOX_REFUND_RESULT.into())),
+        };
+        let refund = refund
+            .clone()
+            .ok_or(Error::RefundNotFound(MSG_REFUND_NOT_FOUND))?;
+        let booked = match gw
+            .store
+            .sandbox_settle_refund(refund_no.to_string(), state, now)?
+        {
+            None => return Err(Error::RefundNotFound(MSG_REFUND_NOT_FOUND)),
+            Some(Err(_)) => return Err(Error::TradeStatus(MSG_SANDBOX_REFUND_FINAL.into())),
+            Some(Ok(booked)) => booked,
+        };
+        let answer = sandbox_refund_answer(&booked, &refund);
+        let next = crate::refund::backoff(&refund, now);
+        gw.store
+            .apply_refund(refund.id, answer, false, next, now, None)?;
+        Ok(None)
+    })();
+    respond(gw, result, app.as_ref(), now, trace_id)
+}
+
 /// `GET /sandbox/cashier/{orderNo}`.
 pub fn cashier(gw: &Gateway, order_no: &str) -> Response {
     let order = match gw.store.order_by_no(order_no) {
@@ -42,6 +83,25 @@ pub fn cashier(gw: &Gateway, order_no: &str) -> Response {
         }
     };
     let open = !order.status.is_terminal();
+    // The payer's view of the refunds of a paid order.
+    let refunds = gw.store.refunds_of_order(order.id).unwrap_or_default();
+    let refunds = match refunds.is_empty() {
+        true => String::new(),
+        false => {
+            let rows: String = refunds
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<tr><td>{}</td><td>¥{}</td><td class=\"refund-status\">{}</td></tr>",
+                        escape(&r.refund_no),
+                        r.amount.to_yuan_fixed(),
+                        r.status.label()
+                    )
+                })
+                .collect();
+            format!("<h2>退款</h2><table id=\"refunds\"><tr><th>退款号</th><th>金额</th><th>状态</th></tr>{rows}</table>")
+        }
+    };
     let body = format!(
         r#"<h1>{title}</h1>
 <dl>
@@ -53,6 +113,7 @@ pub fn cashier(gw: &Gateway, order_no: &str) -> Response {
 </dl>
 <button id="pay" {disabled}>支付 Pay</button>
 <p id="result"></p>
+{refunds}
 <script>
 document.getElementById('pay').addEventListener('click', async () => {{
   const r = await fetch('/sandbox/pay/' + encodeURIComponent(document.getElementById('order-no').textContent), {{method: 'POST'}});
@@ -68,6 +129,7 @@ document.getElementById('pay').addEventListener('click', async () => {{
         label = order.status.label(),
         expires = sys::format_time(order.expired_time, gw.offset),
         disabled = if open { "" } else { "disabled" },
+        refunds = refunds,
     );
     Response::html(page("沙箱收银台", &body))
 }

@@ -21,13 +21,13 @@ pub mod wechat;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{ChannelCloseOutcome, CloseType, Order};
+use crate::domain::{ChannelCloseOutcome, CloseType, Order, Refund, RefundAnswer};
 use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::store::Store;
 use crate::sys::{Clock, Random};
 
-pub use sandbox::{cashier_url, Sandbox};
+pub use sandbox::{cashier_url, refund_answer as sandbox_refund_answer, Sandbox};
 
 /// What a channel hands back when a payment starts.
 #[derive(Debug, Clone)]
@@ -88,6 +88,38 @@ pub trait Channel: Send + Sync {
     /// its answer is unknown.
     fn query(&self, order: &Order) -> Result<TradeState, Error>;
 
+    /// Whether an app can refund through this channel: 20030 when the channel cannot refund at
+    /// all, 20023 / 20021 when the app's settings are missing or disabled.
+    fn check_refund(&self, app_id: &str) -> Result<(), Error> {
+        let _ = app_id;
+        Err(Error::Unsupported(self.name().to_string()))
+    }
+
+    /// Sends a refund of `order` (its request number is the refund's `refund_no`; channels
+    /// refund one request number at most once). Never `NotFound`.
+    fn refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        let _ = (order, refund);
+        RefundAnswer::Refused(format!("不支持的能力: {}", self.name()))
+    }
+
+    /// Asks how a refund stands. `NotFound` when the channel never received it.
+    fn query_refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        let _ = (order, refund);
+        RefundAnswer::Unknown(format!("{} cannot query refunds", self.name()))
+    }
+
+    /// The least time between two refund sends for one order, and between a send and the first
+    /// query about it (milliseconds).
+    fn refund_spacing(&self) -> (i64, i64) {
+        (0, 0)
+    }
+
+    /// Why a refund sync must wait (a channel's advice), if it must.
+    fn refund_sync_too_soon(&self, refund: &Refund, now: i64) -> Option<&'static str> {
+        let _ = (refund, now);
+        None
+    }
+
     /// Answers a notification the channel sent to `POST /callback/{channel}/{app_id}`.
     fn callback(&self, app_id: &str, req: &Request) -> Response {
         let _ = (app_id, req);
@@ -104,6 +136,10 @@ pub enum TradeState {
     Paid { trade_no: String, paid_at: i64 },
     /// Closed or cancelled: it can no longer be paid.
     Closed,
+    /// Reversed by the channel (WeChat `REVOKED`, 付款码): it can no longer be paid.
+    Revoked,
+    /// The payment failed at the channel (WeChat `PAYERROR`): it can no longer be paid.
+    Failed,
     /// The channel has no such trade: it can never be paid.
     NotFound,
 }

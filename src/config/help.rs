@@ -12,6 +12,7 @@ Commands:
   call          Send a signed request to a running server and print the reply
   channel       Set, list or disable an app's payment channels (ali_pay, wechat_pay)
   order attention  List orders that need an operator
+  refund list   List refunds (--status progress|success|close|fail)
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
   backup        Copy the database to a new file while the server runs
@@ -121,7 +122,8 @@ unipay call: send a signed request to a running server and print the reply
 
 Usage: unipay call --db PATH --app-id A [--url URL] [--tz-offset +08:00] ENDPOINT JSON
 
-ENDPOINT is a path (/unipay/close) or a short name: pay, prePay, close, query.
+ENDPOINT is a path (/unipay/close) or a short name: pay, prePay, close, query, refund,
+queryRefund, syncPay, syncRefund.
 mchNo, appId and reqTime are filled in and the request is signed with the app's secret.
   --url URL   The server  [env UNIPAY_URL, default http://127.0.0.1:9999]
 
@@ -155,4 +157,15 @@ Keys and the APIv3 key come from files, never from the command line (visible in 
 `list` prints one JSON line per app and channel; it never prints a private key.
 `disable` keeps the settings; pay requests for the channel then get 20021 until `set` again.
 All three work while `unipay serve` runs on the same file.
+";
+
+pub const REFUND_HELP: &str = "\
+unipay refund: refunds
+
+Usage: unipay refund list --db PATH [--status progress|success|close|fail] [--tz-offset +08:00]
+
+Prints one JSON line per refund, newest first (at most 1000), its times in --tz-offset
+[env UNIPAY_TZ_OFFSET, default +08:00]. Refunds are made with POST /unipay/refund or in the
+admin console; a `progress` refund is one whose outcome at the channel is not known yet (the
+server asks the channel until it is).
 ";

@@ -44,6 +44,12 @@ pub enum Command {
     Call(CallConfig),
     /// `unipay channel set|list|disable`.
     Channel(ChannelCommand),
+    /// `unipay refund list`.
+    RefundList {
+        db: PathBuf,
+        status: Option<crate::domain::RefundStatus>,
+        offset: UtcOffset,
+    },
     /// `unipay backup`: an online copy of the database.
     Backup {
         db: PathBuf,
@@ -215,6 +221,13 @@ impl Command {
             },
             Some("backup") => parse_backup(&mut args),
             Some("channel") => channel::parse(&mut args),
+            Some("refund") => match args.next().as_deref() {
+                Some("list") => parse_refund_list(&mut args),
+                Some("-h" | "--help") | None => Ok(Command::Help(REFUND_HELP)),
+                Some(other) => Err(UsageError(format!(
+                    "unknown command `refund {other}` (try `refund list`)"
+                ))),
+            },
             Some("--version" | "-V") => Ok(Command::Version),
             Some("version") => match args.next().as_deref() {
                 None => Ok(Command::Version),
@@ -372,6 +385,37 @@ fn parse_order_attention(args: &mut Args) -> Result<Command, UsageError> {
     let db = PathBuf::from(db.ok_or_else(|| UsageError("--db PATH is required".into()))?);
     let offset = parse_offset(offset)?;
     Ok(Command::OrderAttention { db, offset })
+}
+
+fn parse_refund_list(args: &mut Args) -> Result<Command, UsageError> {
+    let mut db = env("UNIPAY_DB");
+    let mut status = None;
+    let mut offset = env("UNIPAY_TZ_OFFSET");
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--db" => db = Some(args.value("--db", inline)?),
+            "--tz-offset" => offset = Some(args.value("--tz-offset", inline)?),
+            "--status" => {
+                let s = args.value("--status", inline)?;
+                status = Some(crate::domain::RefundStatus::parse(&s).ok_or_else(|| {
+                    UsageError(format!(
+                        "--status: `{s}` is not one of progress, success, close, fail"
+                    ))
+                })?);
+            }
+            "-h" | "--help" => return Ok(Command::Help(REFUND_HELP)),
+            other => return Err(unknown(other, "refund list")),
+        }
+    }
+    Ok(Command::RefundList {
+        db: PathBuf::from(
+            db.filter(|d| !d.is_empty())
+                .ok_or_else(|| UsageError("--db PATH is required".into()))?,
+        ),
+        status,
+        offset: parse_offset(offset)?,
+    })
 }
 
 fn parse_backup(args: &mut Args) -> Result<Command, UsageError> {
@@ -542,6 +586,10 @@ fn parse_call(args: &mut Args) -> Result<Command, UsageError> {
         "prePay" | "prepay" => "/unipay/gateway/prePay".to_string(),
         "close" => "/unipay/close".to_string(),
         "query" => "/unipay/query/payOrder".to_string(),
+        "refund" => "/unipay/refund".to_string(),
+        "queryRefund" => "/unipay/query/refundOrder".to_string(),
+        "syncPay" => "/unipay/sync/order/pay".to_string(),
+        "syncRefund" => "/unipay/sync/order/refund".to_string(),
         p if p.starts_with('/') => p.to_string(),
         other => return Err(UsageError(format!("unknown endpoint `{other}`"))),
     };

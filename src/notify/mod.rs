@@ -225,6 +225,7 @@ impl Worker {
             secret: &ev.secret,
         };
         let body = wire::notice_body(
+            ev.notice_type.as_deref(),
             &ev.mch_no,
             &ev.app_id,
             &data,

@@ -16,6 +16,7 @@ mod offline;
 mod open;
 mod orders;
 mod outbox;
+mod refunds;
 mod sandbox;
 mod writer;
 
@@ -43,7 +44,8 @@ pub use offline::Offline;
 pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
-pub use sandbox::SandboxTrade;
+pub use refunds::{CreatedRefund, NewRefund, RefundMemo, SyncRecord};
+pub use sandbox::{SandboxRefund, SandboxRefunded, SandboxTrade};
 pub use writer::{Signal, Writer, WriterState};
 
 /// The database of a running server: a writer thread and read connections.

@@ -109,6 +109,19 @@ impl ReplyMemo {
         })
     }
 
+    /// A memo for a refund's change: the outcome follows from the refund as it then is.
+    pub fn refund_memo(
+        &self,
+        outcome: impl FnOnce(&crate::domain::Refund) -> Result<Option<String>, Error> + Send + 'static,
+    ) -> super::RefundMemo {
+        let this = self.clone();
+        Box::new(move |refund| {
+            let row = this.row(outcome(refund));
+            this.stored.store(true, Ordering::SeqCst);
+            row
+        })
+    }
+
     /// Whether a store operation remembered the reply with its change.
     pub fn stored(&self) -> bool {
         self.stored.load(Ordering::SeqCst)

@@ -86,6 +86,15 @@ impl Offline {
         channels::disable_channel(&self.conn, app_id, channel, now)
     }
 
+    /// Refunds, newest first, of one status or all.
+    pub fn list_refunds(
+        &self,
+        status: Option<crate::domain::RefundStatus>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<crate::domain::Refund>> {
+        super::refunds::list_refunds(&self.conn, status, limit)
+    }
+
     /// The channel settings of one app, or of every app.
     pub fn channel_configs(&self, app_id: Option<&str>) -> rusqlite::Result<Vec<ChannelConfig>> {
         channels::channel_configs(&self.conn, app_id)

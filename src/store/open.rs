@@ -12,6 +12,7 @@ use super::STATEMENT_CACHE;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("../../migrations/002-channels.sql"),
+    include_str!("../../migrations/003-refunds.sql"),
 ];
 
 /// How long a connection waits for another process's lock (e.g. `unipay app create`).

@@ -107,9 +107,9 @@ impl Store {
             let mut st = c.prepare_cached(
                 "INSERT INTO pay_order (id, order_no, mch_no, app_id, biz_order_no, title, description,
                     allocation, auto_allocation, channel, method, other_method, limit_pay, amount,
-                    refundable_balance, status, expired_time, attach, notify_url, return_url,
-                    extra_param, client_ip, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?16,
+                    refundable_balance, refund_status, status, expired_time, attach, notify_url,
+                    return_url, extra_param, client_ip, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 'no_refund', ?15, ?16,
                     ?17, ?18, ?19, ?20, ?21, ?22, ?22)",
             )?;
             st.execute(params![
@@ -506,8 +506,8 @@ pub(super) fn apply_payment(
         }
     };
     let mut st = c.prepare_cached(
-        "UPDATE pay_order SET out_order_no = coalesce(out_order_no, ?2), pay_time = ?3,
-            refundable_balance = amount
+        "UPDATE pay_order SET out_order_no = coalesce(nullif(?2, ''), out_order_no), pay_time = ?3,
+            refundable_balance = amount, refund_status = 'no_refund'
          WHERE id = ?1",
     )?;
     st.execute(params![order_id, trade_no, paid_at])?;

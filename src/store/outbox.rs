@@ -38,6 +38,8 @@ pub struct DueEvent {
     pub app_id: String,
     pub sign_type: SignType,
     pub secret: String,
+    /// `refund` for a refund notice to the app's own notify URL (its `noticeType`).
+    pub notice_type: Option<String>,
 }
 
 /// What one delivery attempt did.
@@ -65,7 +67,8 @@ impl Store {
     pub fn due_events(&self, now: i64, limit: usize) -> Result<Vec<DueEvent>, Error> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT e.id, o.order_no, e.url, e.data, e.attempts, a.mch_no, a.app_id, a.sign_type, a.secret
+                "SELECT e.id, o.order_no, e.url, e.data, e.attempts, a.mch_no, a.app_id, a.sign_type, a.secret,
+                    CASE WHEN e.refund_id IS NOT NULL AND e.target = 'subscribe' THEN 'refund' END
                  FROM notify_event e
                  JOIN pay_order o ON o.id = e.order_id
                  JOIN app a ON a.app_id = e.app_id
@@ -84,6 +87,7 @@ impl Store {
                     app_id: r.get(6)?,
                     sign_type: SignType::parse(&sign_type).unwrap_or(SignType::Md5),
                     secret: r.get(8)?,
+                    notice_type: r.get(9)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

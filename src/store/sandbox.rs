@@ -144,3 +144,124 @@ fn sandbox_trade(c: &Connection, order_no: &str) -> Result<Option<SandboxTrade>,
         .optional()?;
     Ok(trade)
 }
+
+/// A refund in the sandbox's book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRefund {
+    pub refund_no: String,
+    pub order_no: String,
+    pub amount: Amount,
+    /// `success`, `processing`, `closed` or `abnormal`.
+    pub state: String,
+    pub out_refund_no: String,
+    pub updated_at: i64,
+}
+
+/// What the sandbox's book did with a refund request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxRefunded {
+    /// Booked now, or booked before under this refund number (never twice).
+    Booked(SandboxRefund),
+    /// The trade is not paid, or its refunds would pass its amount.
+    Refused(&'static str),
+}
+
+impl Store {
+    /// Books a refund of a paid sandbox trade (`processing` or at once `success`); a refund
+    /// number booked before is answered with that refund again.
+    pub fn sandbox_refund(
+        &self,
+        order_no: String,
+        refund_no: String,
+        amount: Amount,
+        processing: bool,
+        out_refund_no: String,
+        now: i64,
+    ) -> Result<SandboxRefunded, Error> {
+        self.write(move |c, _| {
+            if let Some(done) = sandbox_refund(c, &refund_no)? {
+                return Ok(SandboxRefunded::Booked(done));
+            }
+            let Some(trade) = sandbox_trade(c, &order_no)? else {
+                return Ok(SandboxRefunded::Refused("交易不存在"));
+            };
+            if trade.state != "paid" {
+                return Ok(SandboxRefunded::Refused("交易未支付"));
+            }
+            let refunded: i64 = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(amount), 0) FROM sandbox_refund
+                     WHERE order_no = ?1 AND state <> 'closed'",
+                )?
+                .query_row([&order_no], |r| r.get(0))?;
+            if refunded + amount.0 > trade.amount.0 {
+                return Ok(SandboxRefunded::Refused("退款金额超过交易金额"));
+            }
+            let state = if processing { "processing" } else { "success" };
+            c.prepare_cached(
+                "INSERT INTO sandbox_refund (refund_no, order_no, amount, state, out_refund_no,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?
+            .execute(params![
+                refund_no,
+                order_no,
+                amount.0,
+                state,
+                out_refund_no,
+                now
+            ])?;
+            let booked = sandbox_refund(c, &refund_no)?.ok_or(Error::OrderNotFound)?;
+            Ok(SandboxRefunded::Booked(booked))
+        })
+    }
+
+    /// Moves a processing (or abnormal) sandbox refund to `state`; `None` when there is no
+    /// such refund, `Some(Err(state))` when it is already final.
+    pub fn sandbox_settle_refund(
+        &self,
+        refund_no: String,
+        state: &'static str,
+        now: i64,
+    ) -> Result<Option<Result<SandboxRefund, String>>, Error> {
+        self.write(move |c, _| {
+            let Some(refund) = sandbox_refund(c, &refund_no)? else {
+                return Ok(None);
+            };
+            if refund.state != "processing" && refund.state != "abnormal" {
+                return Ok(Some(Err(refund.state)));
+            }
+            c.prepare_cached(
+                "UPDATE sandbox_refund SET state = ?2, updated_at = ?3 WHERE refund_no = ?1",
+            )?
+            .execute(params![refund_no, state, now])?;
+            Ok(Some(Ok(
+                sandbox_refund(c, &refund_no)?.ok_or(Error::OrderNotFound)?
+            )))
+        })
+    }
+
+    /// A sandbox refund, if the book has it.
+    pub fn sandbox_refund_state(&self, refund_no: &str) -> Result<Option<SandboxRefund>, Error> {
+        self.read(|c| sandbox_refund(c, refund_no))
+    }
+}
+
+fn sandbox_refund(c: &Connection, refund_no: &str) -> Result<Option<SandboxRefund>, Error> {
+    let mut st = c.prepare_cached(
+        "SELECT refund_no, order_no, amount, state, out_refund_no, updated_at
+         FROM sandbox_refund WHERE refund_no = ?1",
+    )?;
+    Ok(st
+        .query_row([refund_no], |r| {
+            Ok(SandboxRefund {
+                refund_no: r.get(0)?,
+                order_no: r.get(1)?,
+                amount: Amount(r.get(2)?),
+                state: r.get(3)?,
+                out_refund_no: r.get(4)?,
+                updated_at: r.get(5)?,
+            })
+        })
+        .optional()?)
+}

@@ -1,8 +1,11 @@
 //! Typed inputs: what each endpoint reads from a request's validated fields.
 
 use super::{Params, METHODS};
-use crate::domain::{Amount, OrderKey};
-use crate::error::{msg_unknown_method, Error, MSG_AMOUNT_MISSING, MSG_ORDER_KEY_MISSING};
+use crate::domain::{Amount, OrderKey, RefundKey};
+use crate::error::{
+    msg_unknown_method, Error, MSG_AMOUNT_MISSING, MSG_ORDER_KEY_MISSING,
+    MSG_REFUND_AMOUNT_MISSING, MSG_REFUND_KEY_MISSING,
+};
 
 /// The fields every signed request has (DaxPay `DaxPayRequest` plus `mchNo`), as sent. The
 /// optional ones are `None` when absent or empty.
@@ -125,4 +128,45 @@ fn amount(params: &Params) -> Result<Amount, Error> {
         .decimal("amount")
         .ok_or_else(|| Error::Validation(MSG_AMOUNT_MISSING.into()))?;
     Amount::parse_yuan(text).map_err(|why| Error::Validation(why.into()))
+}
+
+/// `POST /unipay/refund`, typed.
+#[derive(Debug, Clone)]
+pub struct RefundInput {
+    pub order: OrderKey,
+    pub biz_refund_no: String,
+    pub amount: Amount,
+    pub reason: Option<String>,
+    pub attach: Option<String>,
+    pub notify_url: Option<String>,
+    pub extra_param: Option<String>,
+}
+
+/// Reads a refund request: the pay order's number (10506 when none), the amount.
+pub fn refund_input(p: &Params) -> Result<RefundInput, Error> {
+    let order = order_key(p)?;
+    let text = p
+        .decimal("amount")
+        .ok_or_else(|| Error::Validation(MSG_REFUND_AMOUNT_MISSING.into()))?;
+    let amount = Amount::parse_yuan(text).map_err(|why| Error::Validation(why.into()))?;
+    let owned = |name: &str| p.str(name).map(str::to_string);
+    Ok(RefundInput {
+        order,
+        biz_refund_no: owned("bizRefundNo").unwrap_or_default(),
+        amount,
+        reason: owned("reason"),
+        attach: owned("attach"),
+        notify_url: p.non_empty("notifyUrl").map(str::to_string),
+        extra_param: owned("extraParam"),
+    })
+}
+
+/// The refund a query or sync names (`refundNo` > `bizRefundNo`), or `None` when neither.
+pub fn refund_key(p: &Params) -> Option<RefundKey> {
+    RefundKey::pick(p.str("refundNo"), p.str("bizRefundNo"))
+}
+
+/// The refund a query names; 10506 when neither number is given.
+pub fn refund_key_required(p: &Params) -> Result<RefundKey, Error> {
+    refund_key(p).ok_or_else(|| Error::Validation(MSG_REFUND_KEY_MISSING.into()))
 }

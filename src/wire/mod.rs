@@ -117,6 +117,29 @@ pub const PRE_PAY: &[Field] = &[
     f("notifyUrl", Kind::Str(200), false, "异步通知地址"),
 ];
 
+/// `POST /unipay/refund` (DaxPay `RefundParam`).
+pub const REFUND: &[Field] = &[
+    f("bizRefundNo", Kind::Str(100), true, "商户退款号"),
+    f("orderNo", Kind::Str(100), false, "支付订单号"),
+    f("bizOrderNo", Kind::Str(100), false, "商户订单号"),
+    f("outOrderNo", Kind::Str(150), false, "通道支付订单号"),
+    f("amount", Kind::Decimal, true, "退款金额"),
+    f("extraParam", Kind::Str(2048), false, "退款扩展参数"),
+    f("reason", Kind::Str(150), false, "退款原因"),
+    f("attach", Kind::Str(500), false, "商户扩展参数"),
+    f("notifyUrl", Kind::Str(200), false, "异步通知地址"),
+];
+
+/// `POST /unipay/query/refundOrder` and `/unipay/sync/order/refund` (DaxPay `QueryRefundParam`,
+/// `RefundSyncParam`).
+pub const QUERY_REFUND: &[Field] = &[
+    f("refundNo", Kind::Str(100), false, "退款号"),
+    f("bizRefundNo", Kind::Str(100), false, "商户退款号"),
+];
+
+/// `POST /unipay/sync/order/pay` (DaxPay `PaySyncParam`): the query's fields.
+pub const SYNC_PAY: &[Field] = QUERY;
+
 /// The pay methods DaxPay knows (`PayMethodEnum`).
 pub const METHODS: &[&str] = &["wap", "app", "web", "qrcode", "barcode", "jsapi", "other"];
 
@@ -495,6 +518,7 @@ mod tests {
             secret: "123456",
         };
         let body = notice_body(
+            None,
             "M1",
             "A1",
             &data,
@@ -531,5 +555,134 @@ mod tests {
         assert_eq!(s, r#"{"a":"x\"y\\z\n\u0001<","c":true}"#);
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["a"], "x\"y\\z\n\u{1}<");
+    }
+
+    fn rv_refund(
+        status: crate::domain::RefundStatus,
+        error: Option<&str>,
+    ) -> crate::domain::Refund {
+        use crate::domain::{Amount, Refund};
+        Refund {
+            id: 1,
+            refund_no: "DEV_R2025041017021470000002".into(),
+            app_id: "M8207639754663343".into(),
+            mch_no: "M1723635576766".into(),
+            order_id: 1,
+            order_no: "DEV_P2025041010494470000001".into(),
+            biz_order_no: "SDK_1744253384000".into(),
+            out_order_no: Some("2025041022001400001234567890".into()),
+            channel: "ali_pay".into(),
+            order_amount: Amount(100),
+            title: "测试支付 - 退款".into(),
+            biz_refund_no: "R12345".into(),
+            amount: Amount(1),
+            reason: None,
+            attach: Some("{回调参数}".into()),
+            notify_url: None,
+            extra_param: None,
+            client_ip: Some("127.0.0.1".into()),
+            req_time: None,
+            status,
+            out_refund_no: None,
+            finish_time: Some(sys::parse_time("2025-04-10 17:02:16", UtcOffset::CST).unwrap()),
+            error_msg: error.map(str::to_string),
+            sends: 1,
+            last_send_at: None,
+            unknown_sends: 0,
+            checks: 0,
+            next_check_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn md5_of_envelope(data: &str, res_time: &str) -> String {
+        let body = envelope(
+            0,
+            "success",
+            Some(data),
+            res_time,
+            "ABCDEF123456",
+            Some(&Signer {
+                sign_type: SignType::Md5,
+                secret: "123456",
+            }),
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["sign"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn rv1_to_rv4_refund_replies_sign_in_the_sdks_field_order() {
+        use crate::domain::RefundStatus;
+        let ok = rv_refund(RefundStatus::Success, None);
+        assert_eq!(
+            md5_of_envelope(&refund_data(&ok), "2025-04-10 17:02:15"),
+            "9849f361193cebd37eb7d5bfeb199eb8"
+        );
+        let mut refused = rv_refund(RefundStatus::Fail, Some("支付宝退款失败: 交易不存在"));
+        refused.refund_no = "DEV_R2025041017021470000003".into();
+        refused.biz_refund_no = "R12346".into();
+        assert_eq!(
+            md5_of_envelope(&refund_data(&refused), "2025-04-10 17:02:15"),
+            "65b8e63eeadce497c7d3af7117c51223"
+        );
+        assert_eq!(
+            md5_of_envelope(&sync_data("success", false), "2025-04-10 17:02:15"),
+            "eecd9952abe3cfcd947dd4ba31cf5df8"
+        );
+        let data = refund_order_data(&ok, UtcOffset::CST);
+        assert!(data.contains(r#""orderAmount":1,"amount":0.01"#), "{data}");
+        assert!(
+            !data.contains("clientIp") && !data.contains("orderId"),
+            "{data}"
+        );
+        assert_eq!(
+            md5_of_envelope(&data, "2025-04-10 17:02:20"),
+            "c027d1ba49bc93e46fae191d9f253e76"
+        );
+    }
+
+    #[test]
+    fn rv5_rv6_refund_notices_with_and_without_notice_type() {
+        use crate::domain::RefundStatus;
+        let data = sorted_data(&refund_order_data(
+            &rv_refund(RefundStatus::Success, None),
+            UtcOffset::CST,
+        ))
+        .unwrap();
+        let signer = |t| Signer {
+            sign_type: t,
+            secret: "123456",
+        };
+        let sign = |notice_type, t| {
+            let body = notice_body(
+                notice_type,
+                "M1723635576766",
+                "M8207639754663343",
+                &data,
+                "2025-04-10 17:02:17",
+                "ABCDEF123456",
+                &signer(t),
+            );
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["sign"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            sign(None, SignType::Md5),
+            "c89b43f49f317ac6fa240b9decb5831c"
+        );
+        assert_eq!(
+            sign(None, SignType::HmacSha256),
+            "eb6d2e19abbec4c41ad8d6ee6652b4179bf650f5b5b1738ac93e89cdc2d1d9d5"
+        );
+        assert_eq!(
+            sign(Some("refund"), SignType::Md5),
+            "12c8a7cf1dda23cce5c4b8ec46b577ec"
+        );
+        assert_eq!(
+            sign(Some("refund"), SignType::Sm3),
+            "3ef235d75f241c299b43df92bf125eb181b50f8e4182b2350d544d5136adadb5"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::{App, EventInfo, Order};
+use crate::domain::{App, EventInfo, Order, Refund};
 use crate::sign::{self, SignType};
 use crate::sys::{self, UtcOffset};
 
@@ -184,9 +184,11 @@ pub fn sorted_data(data_json: &str) -> Result<String, serde_json::Error> {
 }
 
 /// The body of a merchant notification (spec §9):
-/// `{mchNo, appId, code, msg, data, sign, resTime, traceId}`, signed over every field but
-/// `sign`, with `data` (already sorted, see `sorted_data`) rendered as sent.
+/// `{noticeType?, mchNo, appId, code, msg, data, sign, resTime, traceId}`, signed over every
+/// field but `sign`, with `data` (already sorted, see `sorted_data`) rendered as sent.
+/// `noticeType` ("refund") is only in a refund notice to the app's own notify URL.
 pub fn notice_body(
+    notice_type: Option<&str>,
     mch_no: &str,
     app_id: &str,
     data: &str,
@@ -194,7 +196,7 @@ pub fn notice_body(
     trace_id: &str,
     signer: &Signer,
 ) -> String {
-    let pairs = [
+    let mut pairs = vec![
         ("mchNo", mch_no),
         ("appId", app_id),
         ("code", "0"),
@@ -203,9 +205,13 @@ pub fn notice_body(
         ("resTime", res_time),
         ("traceId", trace_id),
     ];
+    if let Some(t) = notice_type {
+        pairs.push(("noticeType", t));
+    }
     let sign = sign::sign(signer.sign_type, &pairs, signer.secret);
     let mut o = JsonObject::new();
-    o.str("mchNo", Some(mch_no))
+    o.str("noticeType", notice_type)
+        .str("mchNo", Some(mch_no))
         .str("appId", Some(app_id))
         .raw("code", Some("0"))
         .str("msg", Some("success"))
@@ -314,5 +320,71 @@ pub fn channel_line(app_id: &str, channel: &str, enabled: bool, view: &[(&str, S
     for (name, value) in view {
         o.str(name, Some(value));
     }
+    o.finish()
+}
+
+/// A refund as `RefundOrderResult` (the SDK's 15 fields, in its order, nulls left out): the
+/// refund query's reply and the refund notice's data. `orderAmount` is whole yuan, truncated,
+/// as the SDK's integer field reads it.
+pub fn refund_order_data(r: &Refund, offset: UtcOffset) -> String {
+    let mut o = JsonObject::new();
+    o.str("orderNo", Some(&r.order_no))
+        .str("outOrderNo", r.out_order_no.as_deref())
+        .str("bizOrderNo", Some(&r.biz_order_no))
+        .str("title", Some(&r.title))
+        .str("refundNo", Some(&r.refund_no))
+        .str("bizRefundNo", Some(&r.biz_refund_no))
+        .str("outRefundNo", r.out_refund_no.as_deref())
+        .str("channel", Some(&r.channel))
+        .raw("orderAmount", Some(&(r.order_amount.0 / 100).to_string()))
+        .raw("amount", Some(&r.amount.to_yuan()))
+        .str("reason", r.reason.as_deref())
+        .str(
+            "finishTime",
+            r.finish_time
+                .map(|t| sys::format_time(t, offset))
+                .as_deref(),
+        )
+        .str("status", Some(r.status.as_str()))
+        .str("attach", r.attach.as_deref())
+        .str("errorMsg", r.error_msg.as_deref());
+    o.finish()
+}
+
+/// A refund as `unipay refund list` prints it.
+pub fn refund_line(r: &Refund, offset: UtcOffset) -> String {
+    let time = |ms: i64| sys::format_time(ms, offset);
+    let mut o = JsonObject::new();
+    o.str("refundNo", Some(&r.refund_no))
+        .str("bizRefundNo", Some(&r.biz_refund_no))
+        .str("orderNo", Some(&r.order_no))
+        .str("appId", Some(&r.app_id))
+        .str("channel", Some(&r.channel))
+        .str("amount", Some(&r.amount.to_yuan_fixed()))
+        .str("status", Some(r.status.as_str()))
+        .str("outRefundNo", r.out_refund_no.as_deref())
+        .str("reason", r.reason.as_deref())
+        .str("errorMsg", r.error_msg.as_deref())
+        .raw("sends", Some(&r.sends.to_string()))
+        .str("createdAt", Some(&time(r.created_at)))
+        .str("finishTime", r.finish_time.map(time).as_deref());
+    o.finish()
+}
+
+/// The refund reply's data (`RefundResult`).
+pub fn refund_data(r: &Refund) -> String {
+    let mut o = JsonObject::new();
+    o.str("refundNo", Some(&r.refund_no))
+        .str("bizRefundNo", Some(&r.biz_refund_no))
+        .str("status", Some(r.status.as_str()))
+        .str("errorMsg", r.error_msg.as_deref());
+    o.finish()
+}
+
+/// A sync reply's data (`PaySyncResult`, `RefundSyncResult`): `adjust` is always present.
+pub fn sync_data(status: &str, adjust: bool) -> String {
+    let mut o = JsonObject::new();
+    o.str("orderStatus", Some(status))
+        .bool("adjust", Some(adjust));
     o.finish()
 }

@@ -475,7 +475,7 @@ fn unknown_path_is_404_and_wrong_method_is_405() {
     assert_eq!(r.status, 405, "{}", r.body);
     let r = srv.request("DELETE", "/unipay/close", &b);
     assert_eq!(r.status, 405, "{}", r.body);
-    for path in ["/unipay/nope", "/unipay", "/unipay/refund", "/api/close"] {
+    for path in ["/unipay/nope", "/unipay", "/unipay/refunds", "/api/close"] {
         let r = srv.post_raw(path, &b);
         assert_eq!(r.status, 404, "POST {path}: {}", r.body);
         r.envelope();

@@ -14,6 +14,7 @@ fn actor_label(actor: &str) -> &'static str {
         "api" => "商户接口",
         "admin" => "管理员",
         "expiry" => "自动过期",
+        "sync" => "同步",
         _ => "未知",
     }
 }

@@ -131,7 +131,9 @@ impl AliPay {
             TradeState::Paid { trade_no, paid_at } => {
                 Ok(ChannelCloseOutcome::Paid { trade_no, paid_at })
             }
-            TradeState::Closed => Ok(ChannelCloseOutcome::Closed),
+            TradeState::Closed | TradeState::Revoked | TradeState::Failed => {
+                Ok(ChannelCloseOutcome::Closed)
+            }
             // Still payable, or unknown to the query although the close saw it: not settled.
             TradeState::Open | TradeState::NotFound => Err(unknown(
                 "alipay.trade.query",

@@ -114,7 +114,9 @@ impl WechatPay {
             TradeState::Paid { trade_no, paid_at } => {
                 Ok(ChannelCloseOutcome::Paid { trade_no, paid_at })
             }
-            TradeState::Closed => Ok(ChannelCloseOutcome::Closed),
+            TradeState::Closed | TradeState::Revoked | TradeState::Failed => {
+                Ok(ChannelCloseOutcome::Closed)
+            }
             // Still unpaid: the close did not happen; the merchant may try again later.
             TradeState::Open => Ok(ChannelCloseOutcome::Failed(format!(
                 "{why}; 微信支付订单仍未支付 (NOTPAY)"
@@ -274,7 +276,9 @@ impl Channel for WechatPay {
         match answer.str("trade_state") {
             Some("SUCCESS" | "REFUND") => Ok(paid()),
             Some("NOTPAY" | "USERPAYING" | "ACCEPT") => Ok(TradeState::Open),
-            Some("CLOSED" | "REVOKED" | "PAYERROR") => Ok(TradeState::Closed),
+            Some("CLOSED") => Ok(TradeState::Closed),
+            Some("REVOKED") => Ok(TradeState::Revoked),
+            Some("PAYERROR") => Ok(TradeState::Failed),
             other => Err(unknown(
                 "query",
                 &format!("unknown trade_state {}", other.unwrap_or("(none)")),

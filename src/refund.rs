@@ -1,0 +1,294 @@
+//! The refund of a paid order, shared by the API, the console, the sweeper and the syncs
+//! (refund-sync.md §3, §7).
+//!
+//! A refund is created `progress` in one transaction that checks and reserves its amount; then
+//! its channel is asked, outside any transaction, and the answer applied with a conditional
+//! update (`Store::apply_refund`). An answer that does not settle it (processing, unknown, a
+//! refund that waits out a channel's spacing rule) leaves it `progress` with a time to look
+//! again; `settle` looks (the sweeper, start-up, a sync): it asks the channel how the refund
+//! stands, sends it again when the channel never received it, and applies the answer. A refusal
+//! after a send whose outcome was unknown counts only once a query shows nothing was refunded.
+
+use crate::channel::{Channel, Channels};
+use crate::domain::{OrderKey, Refund, RefundAnswer, RefundStatus};
+use crate::error::{Error, MSG_REFUND_NO_EXISTS};
+use crate::inflight::InFlight;
+use crate::store::{CreatedRefund, NewRefund, ReplyMemo, Store};
+use crate::wire::RefundInput;
+
+const MINUTE: i64 = 60_000;
+
+/// Where refunds go: the store, the channels, and who is talking to a channel right now.
+pub struct Refunds<'a> {
+    pub store: &'a Store,
+    pub channels: &'a Channels,
+    pub busy: &'a InFlight,
+}
+
+/// Who asks for a refund, for its record.
+#[derive(Debug, Clone, Default)]
+pub struct Asker {
+    pub client_ip: Option<String>,
+    pub req_time: Option<i64>,
+}
+
+impl Refunds<'_> {
+    fn channel(&self, name: &str) -> Result<&dyn Channel, Error> {
+        self.channels
+            .get(name)
+            .ok_or_else(|| Error::Unsupported(name.to_string()))
+    }
+
+    /// `POST /unipay/refund` for `app_id` (and the console's refund): a new refund, or the
+    /// answer to a repeated `bizRefundNo` (§3.4). `memo` remembers a nonce'd request's reply
+    /// with the change that answers it.
+    pub fn refund(
+        &self,
+        app_id: &str,
+        input: RefundInput,
+        asker: Asker,
+        now: i64,
+        memo: Option<&ReplyMemo>,
+    ) -> Result<Refund, Error> {
+        let key = crate::domain::RefundKey::BizRefundNo(input.biz_refund_no.clone());
+        if let Some(existing) = self.store.find_refund(app_id, &key)? {
+            return self.repeat(existing, &input, asker, now, memo);
+        }
+        let order = self
+            .store
+            .find_order(app_id, &input.order)?
+            .ok_or(Error::OrderNotFound)?;
+        let channel_name = order.channel.clone().unwrap_or_default();
+        let channel = self.channel(&channel_name)?;
+        channel.check_refund(app_id)?;
+        let (_, first_check) = channel.refund_spacing();
+        let new = NewRefund {
+            biz_refund_no: input.biz_refund_no.clone(),
+            amount: input.amount,
+            reason: input.reason.clone(),
+            attach: input.attach.clone(),
+            notify_url: input.notify_url.clone(),
+            extra_param: input.extra_param.clone(),
+            client_ip: asker.client_ip.clone(),
+            req_time: asker.req_time,
+            // The request sends it itself; the sweeper looks only if that went wrong.
+            first_check_at: now + first_check.max(MINUTE),
+            now,
+        };
+        match self.store.create_refund(order.id, new)? {
+            CreatedRefund::Created(refund) => self.send(refund, now, memo),
+            // A twin of this request created it meanwhile.
+            CreatedRefund::Existing(existing) => self.repeat(existing, &input, asker, now, memo),
+        }
+    }
+
+    /// A repeated `bizRefundNo`: the same refund again, or a retry of a failed one.
+    fn repeat(
+        &self,
+        existing: Refund,
+        input: &RefundInput,
+        asker: Asker,
+        now: i64,
+        memo: Option<&ReplyMemo>,
+    ) -> Result<Refund, Error> {
+        let same_order = match &input.order {
+            OrderKey::OrderNo(n) => *n == existing.order_no,
+            OrderKey::BizOrderNo(b) => *b == existing.biz_order_no,
+            OrderKey::OutOrderNo(o) => existing.out_order_no.as_deref() == Some(o.as_str()),
+        };
+        if !same_order || input.amount != existing.amount {
+            return Err(Error::Validation(MSG_REFUND_NO_EXISTS.into()));
+        }
+        if existing.status != RefundStatus::Fail {
+            return Ok(existing);
+        }
+        let channel = self.channel(&existing.channel)?;
+        channel.check_refund(&existing.app_id)?;
+        let update = NewRefund {
+            biz_refund_no: existing.biz_refund_no.clone(),
+            amount: existing.amount,
+            reason: None,
+            attach: input.attach.clone(),
+            notify_url: input.notify_url.clone(),
+            extra_param: input.extra_param.clone(),
+            client_ip: asker.client_ip,
+            req_time: asker.req_time,
+            first_check_at: now + channel.refund_spacing().1.max(MINUTE),
+            now,
+        };
+        match self.store.retry_refund(existing.id, update)? {
+            Some(refund) => self.send(refund, now, memo),
+            // No longer `fail`: a twin retried it meanwhile.
+            None => self
+                .store
+                .refund_by_no(&existing.refund_no)?
+                .ok_or(Error::OrderNotFound),
+        }
+    }
+
+    /// Sends a `progress` refund to its channel and applies the answer.
+    fn send(&self, refund: Refund, now: i64, memo: Option<&ReplyMemo>) -> Result<Refund, Error> {
+        let reply = memo.map(|m| m.refund_memo(|r| Ok(Some(crate::wire::refund_data(r)))));
+        let key = ("refund".to_string(), refund.refund_no.clone());
+        let Some(_claim) = self.busy.try_claim(key) else {
+            // Another send or check of it is at the channel: it answers for both.
+            return self.keep(refund, None, now, reply);
+        };
+        self.send_claimed(refund, now, reply)
+    }
+
+    /// `send`, with the refund's key already claimed.
+    fn send_claimed(
+        &self,
+        refund: Refund,
+        now: i64,
+        reply: Option<crate::store::RefundMemo>,
+    ) -> Result<Refund, Error> {
+        let order = self
+            .store
+            .order_by_no(&refund.order_no)?
+            .ok_or(Error::OrderNotFound)?;
+        let channel = self.channel(&refund.channel)?;
+        let (spacing, first_check) = channel.refund_spacing();
+        if let Some(last) = self.store.last_refund_send(order.id)? {
+            if now - last < spacing {
+                // The channel's spacing rule: the sweeper sends it when due.
+                return self.keep(refund, Some(last + spacing), now, reply);
+            }
+        }
+        self.store.refund_sending(refund.id, now)?;
+        let sent = Refund {
+            sends: refund.sends + 1,
+            last_send_at: Some(now),
+            ..refund
+        };
+        let mut answer = channel.refund(&order, &sent);
+        if matches!(answer, RefundAnswer::Refused(_)) && sent.unknown_sends > 0 {
+            // An earlier send may have gone through: the money goes back only if the channel
+            // has not refunded it (§7 step 4).
+            answer = match channel.query_refund(&order, &sent) {
+                RefundAnswer::NotFound => answer,
+                RefundAnswer::Refused(why) => RefundAnswer::Unknown(why),
+                known => known,
+            };
+        }
+        let next = (now + first_check).max(backoff(&sent, now));
+        let (after, _) = self
+            .store
+            .apply_refund(sent.id, answer, true, next, now, reply)?;
+        Ok(after)
+    }
+
+    /// Leaves a refund `progress`, to be looked at `at` (or on the usual schedule).
+    fn keep(
+        &self,
+        refund: Refund,
+        at: Option<i64>,
+        now: i64,
+        reply: Option<crate::store::RefundMemo>,
+    ) -> Result<Refund, Error> {
+        let next = at.unwrap_or_else(|| backoff(&refund, now));
+        let answer = RefundAnswer::Processing {
+            out_refund_no: None,
+        };
+        Ok(self
+            .store
+            .apply_refund(refund.id, answer, false, next, now, reply)?
+            .0)
+    }
+
+    /// Settles a `progress` refund whose outcome is not known (§7): asks the channel, sends it
+    /// again when the channel never received it, applies the answer. Returns the refund as it
+    /// now is and whether its status changed.
+    pub fn settle(&self, refund: &Refund, now: i64) -> Result<(Refund, bool), Error> {
+        if refund.status != RefundStatus::Progress {
+            return Ok((refund.clone(), false));
+        }
+        let key = ("refund".to_string(), refund.refund_no.clone());
+        let Some(_claim) = self.busy.try_claim(key) else {
+            return Ok((refund.clone(), false));
+        };
+        let order = self
+            .store
+            .order_by_no(&refund.order_no)?
+            .ok_or(Error::OrderNotFound)?;
+        let answer = self.channel(&refund.channel)?.query_refund(&order, refund);
+        self.settle_with(refund, answer, now)
+    }
+
+    /// Applies a query's `answer` to a `progress` refund whose key the caller holds (§7).
+    pub fn settle_with(
+        &self,
+        refund: &Refund,
+        answer: RefundAnswer,
+        now: i64,
+    ) -> Result<(Refund, bool), Error> {
+        let channel = self.channel(&refund.channel)?;
+        if now - refund.created_at > 24 * 60 * MINUTE {
+            let why = format!("退款{}超过一天仍未完成", refund.refund_no);
+            self.store.flag_attention(refund.order_id, why, now)?;
+        }
+        match answer {
+            RefundAnswer::NotFound => {
+                // Never received (or refused): the same refund number again, at most once.
+                let after = self.send_claimed(refund.clone(), now, None)?;
+                let changed = after.status != RefundStatus::Progress;
+                Ok((after, changed))
+            }
+            RefundAnswer::Refused(why) => self.store.apply_refund(
+                refund.id,
+                RefundAnswer::Unknown(why),
+                false,
+                backoff(refund, now),
+                now,
+                None,
+            ),
+            answer => {
+                let (_, first_check) = channel.refund_spacing();
+                let next = backoff(refund, now).max(refund.last_send_at.unwrap_or(0) + first_check);
+                self.store
+                    .apply_refund(refund.id, answer, false, next, now, None)
+            }
+        }
+    }
+
+    /// Settles every `progress` refund that is due at `now`; returns how many changed.
+    pub fn settle_due(&self, now: i64) -> usize {
+        let due = match self.store.due_refunds(now, 200) {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("refunds: cannot read the due ones: {e}");
+                return 0;
+            }
+        };
+        let mut changed = 0;
+        for refund in due {
+            match self.settle(&refund, now) {
+                Ok((after, true)) => {
+                    log::info!(
+                        "refund {} settled: {}",
+                        after.refund_no,
+                        after.status.as_str()
+                    );
+                    changed += 1;
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("refund {}: cannot settle it now: {e}", refund.refund_no),
+            }
+        }
+        changed
+    }
+}
+
+/// When a `progress` refund is looked at next: every minute for its first ten minutes, every ten
+/// minutes up to an hour, hourly up to a day, daily after.
+pub fn backoff(refund: &Refund, now: i64) -> i64 {
+    let age = now - refund.created_at;
+    let step = match age {
+        a if a < 10 * MINUTE => MINUTE,
+        a if a < 60 * MINUTE => 10 * MINUTE,
+        a if a < 24 * 60 * MINUTE => 60 * MINUTE,
+        _ => 24 * 60 * MINUTE,
+    };
+    now + step
+}
