@@ -509,6 +509,9 @@ pub fn fields_of(path: &str) -> &'static [wire::Field] {
         "/unipay/pay" => wire::PAY,
         "/unipay/gateway/prePay" => wire::PRE_PAY,
         "/unipay/query/payOrder" => wire::QUERY,
+        "/unipay/refund" => wire::REFUND,
+        "/unipay/query/refundOrder" | "/unipay/sync/order/refund" => wire::QUERY_REFUND,
+        "/unipay/sync/order/pay" => wire::SYNC_PAY,
         other => panic!("no fields known for {other}"),
     }
 }

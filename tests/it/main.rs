@@ -25,6 +25,7 @@ mod pay;
 mod production;
 mod props;
 mod query;
+mod refund;
 mod secrets;
 mod signature;
 mod sim;
