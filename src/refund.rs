@@ -10,7 +10,7 @@
 //! after a send whose outcome was unknown counts only once a query shows nothing was refunded.
 
 use crate::channel::{Channel, Channels};
-use crate::domain::{OrderKey, Refund, RefundAnswer, RefundStatus};
+use crate::domain::{OrderKey, PayStatus, Refund, RefundAnswer, RefundStatus};
 use crate::error::{Error, MSG_REFUND_NO_EXISTS};
 use crate::inflight::InFlight;
 use crate::store::{CreatedRefund, NewRefund, ReplyMemo, Store};
@@ -58,14 +58,16 @@ impl Refunds<'_> {
             .store
             .find_order(app_id, &input.order)?
             .ok_or(Error::OrderNotFound)?;
-        // An order never handed to a channel was never paid: the status check says so.
         let first_check = match order.channel.as_deref() {
             Some(name) => {
                 let channel = self.channel(name)?;
                 channel.check_refund(app_id)?;
                 channel.refund_spacing().1
             }
-            None => 0,
+            // An order never handed to a channel was never paid: the status check says so.
+            None if order.status != PayStatus::Success => 0,
+            // Paid without a channel cannot happen; it would have nowhere to send a refund.
+            None => return Err(Error::Unsupported("none".into())),
         };
         let new = NewRefund {
             biz_refund_no: input.biz_refund_no.clone(),
@@ -155,10 +157,14 @@ impl Refunds<'_> {
             .ok_or(Error::OrderNotFound)?;
         let channel = self.channel(&refund.channel)?;
         let (spacing, first_check) = channel.refund_spacing();
-        if let Some(last) = self.store.last_refund_send(order.id)? {
-            if now - last < spacing {
-                // The channel's spacing rule: the sweeper sends it when due.
-                return self.keep(refund, Some(last + spacing), now, reply);
+        if spacing > 0 {
+            if let Some(last) = self.store.last_refund_send(order.id)? {
+                // A send "later" than now means the clock went back: spacing counts from now.
+                let due = last.min(now) + spacing;
+                if now < due {
+                    // The channel's spacing rule: the sweeper sends it when due.
+                    return self.keep(refund, Some(due), now, reply);
+                }
             }
         }
         self.store.refund_sending(refund.id, now)?;

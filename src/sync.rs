@@ -47,7 +47,8 @@ pub fn sync_pay(
     client_ip: Option<String>,
     now: i64,
 ) -> Result<Synced, Error> {
-    if order.status == PayStatus::Wait {
+    // Never handed to a channel (still `wait`, or closed while it was): nothing to ask.
+    if order.status == PayStatus::Wait || order.channel.is_none() {
         return Err(Error::TradeStatus(MSG_SYNC_NOT_STARTED.into()));
     }
     let Some(_claim) = busy.try_claim(("sync-pay".into(), order.order_no.clone())) else {

@@ -299,6 +299,11 @@ fn pay_sync_repairs_an_order_and_says_whether_it_did() {
     srv.pre_pay(&app, "S0");
     srv.post_signed(&app, "/unipay/sync/order/pay", json!({"bizOrderNo": "S0"}))
         .expect(20044, "订单未开始支付");
+    // Closed before it ever reached a channel: still nothing to ask.
+    srv.post_signed(&app, "/unipay/close", json!({"bizOrderNo": "S0"}))
+        .expect(0, "success");
+    srv.post_signed(&app, "/unipay/sync/order/pay", json!({"bizOrderNo": "S0"}))
+        .expect(20044, "订单未开始支付");
     let order_no = srv.pay(&app, "S1")["orderNo"].as_str().unwrap().to_string();
     let s = srv.post_signed(&app, "/unipay/sync/order/pay", json!({"bizOrderNo": "S1"}));
     s.expect(0, "success");

@@ -1,15 +1,20 @@
-//! A deterministic simulation of closes, payments, expiry, channel faults and crashes.
+//! A deterministic simulation of closes, payments, refunds, syncs, expiry, channel faults and
+//! crashes.
 //!
 //! One seed drives everything: which operation comes next (an API close or cancel, a payer
-//! paying, an expiry sweep, a clock jump, a crash and restart, a channel's late payment
+//! paying, a refund, a repeated or retried refund, the channel finishing a refund, a pay or
+//! refund sync, an expiry sweep, a clock jump, a crash and restart, a channel's late payment
 //! report), which faults the channel shows (timeouts before or after it acted, the payer paying
 //! just before a close reaches it, trades it never opened, a crash between its answer and the
-//! local update), the clock, and every random number unipay draws. The real request handlers,
+//! local update, on closes and refunds alike), the clock, and every random number unipay draws. The real request handlers,
 //! store, sandbox channel, sweeper and recovery run against a real SQLite file, in one thread,
 //! without sockets. After every step the invariants are checked against the database.
 //!
 //! `UNIPAY_SIM_SEEDS=N` sets how many seeds run (default 1000); `UNIPAY_SIM_SEED=S` runs one
 //! seed, as printed by a failure, to reproduce it.
+
+mod channel;
+mod refunds;
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,9 +23,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use serde_json::{json, Value};
-use unipay::channel::{Channel, Channels, PayExtra, PayStart, Sandbox, TradeState};
-use unipay::domain::{App, ChannelCloseOutcome, CloseType, Order};
-use unipay::error::Error;
+use unipay::channel::{Channels, Sandbox};
+use unipay::domain::App;
 use unipay::expiry;
 use unipay::gateway::Gateway;
 use unipay::http::{Handler, Request};
@@ -28,6 +32,8 @@ use unipay::router::Router;
 use unipay::sign::SignType;
 use unipay::store::{Offline, Payment, Store};
 use unipay::sys::{self, Clock, Random, UtcOffset};
+
+use channel::{Faults, FaultyChannel, SimCrash};
 
 // ---- what happened, across all seeds: proof that the interesting paths ran ---------------
 
@@ -80,92 +86,6 @@ impl Random for SimRandom {
     }
 }
 
-// ---- the channel with faults -------------------------------------------------------------
-
-/// The payload of a simulated crash (a panic that unwinds out of the request), with where it
-/// struck.
-struct SimCrash(&'static str);
-
-/// Fault rates in percent, and what the channel should do next.
-struct Faults {
-    rng: Rng,
-    enabled: bool,
-}
-
-impl Faults {
-    fn roll(&mut self, percent: u64) -> bool {
-        self.enabled && self.rng.chance(percent)
-    }
-}
-
-/// The sandbox channel, with the faults of a real channel injected around it.
-struct FaultyChannel {
-    inner: Sandbox,
-    store: Arc<Store>,
-    clock: Arc<SimClock>,
-    faults: Arc<Mutex<Faults>>,
-}
-
-impl Channel for FaultyChannel {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn start(&self, order: &Order, extra: &PayExtra) -> Result<PayStart, Error> {
-        if self.faults.lock().unwrap().roll(10) {
-            // The channel never opened the trade (its reply was lost, say): "not found" later.
-            return Ok(PayStart {
-                pay_body: "lost".into(),
-                remember: false,
-            });
-        }
-        self.inner.start(order, extra)
-    }
-
-    fn pay_body(&self, order: &Order) -> Option<String> {
-        self.inner.pay_body(order)
-    }
-
-    fn close(&self, order: &Order, close_type: CloseType) -> Result<ChannelCloseOutcome, Error> {
-        let (pay_first, timeout_before, crash_before, timeout_after, crash_after) = {
-            let mut f = self.faults.lock().unwrap();
-            (f.roll(20), f.roll(8), f.roll(5), f.roll(8), f.roll(8))
-        };
-        if pay_first {
-            count("payers paying just before a close reached the channel");
-            // The payer pays just before the close reaches the channel.
-            let trade_no = format!("RACE{}", order.id);
-            let _ = self
-                .store
-                .sandbox_pay(order.order_no.clone(), trade_no, self.clock.now_ms());
-        }
-        if timeout_before {
-            return Err(Error::internal(
-                "simulated timeout before the channel acted",
-            ));
-        }
-        if crash_before {
-            // The intent is committed, the channel never heard of the close.
-            std::panic::panic_any(SimCrash("crashes before the channel acted on a close"));
-        }
-        let outcome = self.inner.close(order, close_type)?;
-        if crash_after {
-            std::panic::panic_any(SimCrash("crashes between the channel and the local update"));
-        }
-        if timeout_after {
-            return Err(Error::internal("simulated timeout after the channel acted"));
-        }
-        Ok(outcome)
-    }
-
-    fn query(&self, order: &Order) -> Result<TradeState, Error> {
-        if self.faults.lock().unwrap().roll(10) {
-            return Err(Error::internal("simulated query timeout"));
-        }
-        self.inner.query(order)
-    }
-}
-
 // ---- the world ---------------------------------------------------------------------------
 
 const APP_ID: &str = "SIM_APP";
@@ -196,6 +116,10 @@ struct World {
     paid_late: BTreeMap<String, String>,
     log: Vec<String>,
     next_biz: u64,
+    /// The merchant's refund requests so far: (bizRefundNo, orderNo, amount as sent).
+    biz_refunds: Vec<(String, String, String)>,
+    /// The status each refund had at the last check.
+    refund_status: BTreeMap<String, String>,
     /// The simulation's own read connection (it outlives simulated crashes, as an observer).
     reader: Option<rusqlite::Connection>,
 }
@@ -256,6 +180,8 @@ impl World {
             paid_late: BTreeMap::new(),
             log: Vec::new(),
             next_biz: 0,
+            biz_refunds: Vec::new(),
+            refund_status: BTreeMap::new(),
             reader: None,
         };
         w.boot();
@@ -291,6 +217,8 @@ impl World {
             }
         };
         let settled = expiry::recover(&gw, i64::MAX);
+        // As `serve` does: every refund still in progress is looked at on the first sweep.
+        store.all_refunds_due(self.clock.now_ms()).unwrap();
         self.log
             .push(format!("boot: settled {settled} interrupted close(s)"));
         if settled > 0 {
@@ -345,6 +273,11 @@ impl World {
     /// A request through the real router (minus the socket); a simulated crash inside it
     /// restarts the node and yields `None`.
     fn post(&mut self, path: &str, body: Option<Value>) -> Option<Value> {
+        self.post_query(path, "", body)
+    }
+
+    /// `post`, with a query string.
+    fn post_query(&mut self, path: &str, query: &str, body: Option<Value>) -> Option<Value> {
         let mut body = body;
         if let Some(Value::Object(map)) = body.as_mut() {
             map.insert("mchNo".into(), MCH_NO.into());
@@ -357,7 +290,7 @@ impl World {
         let req = Request {
             method: "POST".into(),
             path: path.into(),
-            query: String::new(),
+            query: query.into(),
             headers: Vec::new(),
             remote_addr: "127.0.0.1:1".parse().unwrap(),
             body: body
@@ -488,15 +421,23 @@ impl World {
 
     fn op_sweep(&mut self) {
         let gw = self.node().gw.clone();
-        match catch_unwind(AssertUnwindSafe(|| expiry::sweep(&gw))) {
-            Ok(report) => {
+        let swept = catch_unwind(AssertUnwindSafe(|| {
+            let report = expiry::sweep(&gw);
+            (report, expiry::settle_refunds(&gw))
+        }));
+        match swept {
+            Ok((report, refunds)) => {
+                if refunds > 0 {
+                    count("sweeps that settled refunds");
+                }
                 if report.closed > 0 {
                     count("sweeps that closed expired orders");
                 }
                 if report.paid > 0 {
                     count("sweeps that found money at the channel");
                 }
-                self.log.push(format!("sweep -> {report:?}"))
+                self.log
+                    .push(format!("sweep -> {report:?}, {refunds} refund(s) settled"))
             }
             Err(payload) if payload.is::<SimCrash>() => {
                 let SimCrash(what) = payload.downcast_ref::<SimCrash>().unwrap();
@@ -534,7 +475,9 @@ impl World {
         };
         let store = self.node().store.clone();
         let order = store.order_by_no(&order_no).unwrap().unwrap();
-        if !matches!(order.status.as_str(), "close" | "cancel" | "fail") {
+        // Money only comes through a channel: an order never handed to one is never paid.
+        if !matches!(order.status.as_str(), "close" | "cancel" | "fail") || order.channel.is_none()
+        {
             return;
         }
         let now = self.now();
@@ -606,7 +549,8 @@ impl World {
             let mut st = c
                 .prepare_cached(
                     "SELECT o.order_no, o.status, o.attention IS NOT NULL, o.pay_time IS NOT NULL,
-                    (SELECT count(*) FROM notify_event e WHERE e.order_id = o.id),
+                    (SELECT count(*) FROM notify_event e
+                        WHERE e.order_id = o.id AND e.refund_id IS NULL),
                     (SELECT count(*) FROM close_record r WHERE r.order_id = o.id AND r.closed = 1),
                     (SELECT state FROM sandbox_trade t WHERE t.order_no = o.order_no),
                     (SELECT count(*) FROM close_intent i WHERE i.order_id = o.id)
@@ -733,10 +677,15 @@ impl World {
             }
             self.last_status.insert(order_no, status);
         }
+        self.check_refunds(strict_intents);
     }
 
     fn step(&mut self) {
-        match self.rng.below(100) {
+        match self.rng.below(125) {
+            100..=111 => self.op_refund(),
+            112..=114 => self.op_finish_refund(),
+            115..=119 => self.op_sync_pay(),
+            120..=124 => self.op_sync_refund(),
             0..=24 => self.op_new_order(),
             25..=49 => self.op_close(),
             50..=65 => self.op_pay(),
@@ -755,8 +704,12 @@ impl World {
     /// open or in limbo.
     fn settle(&mut self) {
         self.faults.lock().unwrap().enabled = false;
+        self.finish_book_refunds();
         self.clock.0.fetch_add(86_400_000, Ordering::SeqCst);
         self.crash();
+        self.op_sweep();
+        // A refund whose first send is lost (a test control) needs one more look.
+        self.clock.0.fetch_add(86_400_000, Ordering::SeqCst);
         self.op_sweep();
         self.check(true);
     }
@@ -826,7 +779,7 @@ fn quiet_simulated_crashes() {
 }
 
 #[test]
-fn simulation_of_closes_payments_expiry_faults_and_crashes() {
+fn simulation_of_closes_payments_refunds_syncs_expiry_faults_and_crashes() {
     quiet_simulated_crashes();
     if let Ok(seed) = std::env::var("UNIPAY_SIM_SEED") {
         run_seed(seed.parse().expect("UNIPAY_SIM_SEED is a number"), 80);
@@ -870,6 +823,26 @@ fn simulation_of_closes_payments_expiry_faults_and_crashes() {
             "payments whose callback was lost",
             "late payments: success, flagged for attention",
             "payers paying just before a close reached the channel",
+            "refunds answered success",
+            "refunds answered progress",
+            "refunds answered fail",
+            "refunds refused: over the balance",
+            "refunds refused: order not paid",
+            "refund repeats answered with the same refund",
+            "refund repeats refused: another order or amount",
+            "refund retries after a failure",
+            "refund sends lost before the channel acted",
+            "refund answers lost after the channel acted",
+            "crashes before the channel acted on a refund",
+            "crashes between a refund at the channel and the local update",
+            "sweeps that settled refunds",
+            "sandbox refunds finished by the channel",
+            "pay syncs that adjusted an order",
+            "pay syncs that changed nothing",
+            "refund syncs that adjusted a refund",
+            "refund syncs that changed nothing",
+            "orders fully refunded",
+            "orders partly refunded",
         ] {
             assert!(
                 stats.get(path).copied().unwrap_or(0) > 0,
