@@ -26,6 +26,7 @@ mod production;
 mod props;
 mod query;
 mod refund;
+mod refund_better;
 mod secrets;
 mod signature;
 mod sim;
