@@ -16,6 +16,8 @@ use crate::http::{self, Limits};
 use crate::notify;
 use crate::router::Router;
 use crate::sign;
+use crate::signal;
+use crate::stop::Stop;
 use crate::store::{self, CreateAppError, EventFilter, Offline, Store};
 use crate::sys::{self, Clock, OsRandom, Random, SystemClock};
 use crate::wire::{self, Params};
@@ -132,12 +134,16 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         sandbox: cfg.sandbox,
     };
     let channels = Channels::builtin(store.clone(), clock.clone(), random.clone(), reach);
+    // Handled from here on: a SIGTERM during start-up stops gracefully too.
+    let signals = signal::listen()?;
+    let stop = Stop::new();
     notify::start(
         store.clone(),
         clock.clone(),
         random.clone(),
         cfg.offset,
         cfg.notify.clone(),
+        stop.clone(),
     )?;
     if cfg.sandbox && store.any_channel_enabled()? {
         log::warn!(
@@ -147,6 +153,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     }
     let mut gateway = Gateway::new(store, channels, clock, random, base_url);
     gateway.sandbox = cfg.sandbox;
+    gateway.stop = stop;
     let gateway = Arc::new(gateway);
     let settled = expiry::recover(&gateway, i64::MAX);
     if settled > 0 {
@@ -172,11 +179,67 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         http::FD_RESERVE,
         limits.max_conns_per_ip
     );
-    let handle = http::serve(listener, limits, Arc::new(Router { gw: gateway }))?;
+    let router = Router {
+        gw: gateway.clone(),
+    };
+    let handle = http::serve(listener, limits, Arc::new(router))?;
     if checked == store::Checked::SchemaOnly {
         check_in_background(cfg.db.clone())?;
     }
-    handle.join();
+    match signals.recv() {
+        Ok(sig) => stop_gracefully(sig, signals, handle, &gateway, cfg.shutdown_grace),
+        Err(_) => {
+            handle.join();
+            Ok(())
+        }
+    }
+}
+
+/// The graceful stop after `sig`: the listener closes, idle connections close, and the
+/// requests, channel calls, notification attempts and sweeps under way finish within `grace`;
+/// then what the writer holds is committed. Past `grace` the process exits with status 1 (as
+/// after a crash, nothing acknowledged is lost: start-up recovery settles the rest). A second
+/// signal exits at once.
+fn stop_gracefully(
+    sig: i32,
+    signals: std::sync::mpsc::Receiver<i32>,
+    handle: http::ServerHandle,
+    gw: &Gateway,
+    grace: std::time::Duration,
+) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
+    let deadline = started + grace;
+    log::info!(
+        "{}: stopping; the work under way has {grace:?} to finish",
+        signal::name(sig)
+    );
+    std::thread::Builder::new()
+        .name("second-signal".into())
+        .spawn(move || {
+            if let Ok(sig) = signals.recv() {
+                log::warn!("{} again: exiting now", signal::name(sig));
+                std::process::exit(128 + sig);
+            }
+        })?;
+    gw.stop.set();
+    let drained = handle.stop(deadline);
+    let (background, unfinished) = gw.stop.wait_idle(deadline);
+    let unfinished = drained.unfinished + unfinished;
+    if unfinished > 0 {
+        log::error!(
+            "stopped after {:.1}s with {unfinished} request(s) or background task(s) still              running (a channel call that does not answer?); exiting with status 1; what was              acknowledged is on disk, and the next start settles the rest",
+            started.elapsed().as_secs_f64()
+        );
+        std::process::exit(1);
+    }
+    // Everything handed to the writer so far is committed.
+    gw.store.flush()?;
+    log::info!(
+        "stopped in {:.1}s: {} request(s) in flight finished, {} idle connection(s) closed,          {background} notification attempt(s) or sweep(s) finished",
+        started.elapsed().as_secs_f64(),
+        drained.in_flight,
+        drained.idle_closed
+    );
     Ok(())
 }
 

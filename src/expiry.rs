@@ -40,11 +40,15 @@ pub struct SweepReport {
     pub skipped: usize,
 }
 
-/// Starts the sweeper thread: recovery of stale intents, then a sweep, every `interval`.
+/// Starts the sweeper thread: recovery of stale intents, then a sweep, every `interval`, until
+/// `gw.stop` (a round under way finishes first; `Stop::wait_idle` waits for it).
 pub fn start(gw: Arc<Gateway>, interval: Duration) -> std::io::Result<()> {
     thread::Builder::new()
         .name("expiry".into())
         .spawn(move || loop {
+            let Some(busy) = gw.stop.work() else {
+                return;
+            };
             recover(&gw, gw.now() - STALE_INTENT_MS);
             match gw.store.prune_nonces(gw.now() - NONCE_TTL_MS) {
                 Ok(0) => {}
@@ -56,7 +60,10 @@ pub fn start(gw: Arc<Gateway>, interval: Duration) -> std::io::Result<()> {
                 log::info!("expiry sweep: {report:?}");
             }
             settle_refunds(&gw);
-            thread::sleep(interval);
+            drop(busy);
+            if gw.stop.sleep(interval) {
+                return;
+            }
         })?;
     Ok(())
 }
@@ -68,7 +75,7 @@ pub fn settle_refunds(gw: &Gateway) -> usize {
         channels: &gw.channels,
         busy: &gw.busy,
     };
-    refunds.settle_due(gw.now())
+    refunds.settle_due(gw.now(), &|| !gw.stop.is_set())
 }
 
 /// Closes every order that is open past its expiry time now.
@@ -88,6 +95,9 @@ pub fn sweep(gw: &Gateway) -> SweepReport {
             return report;
         }
         for order in fresh {
+            if gw.stop.is_set() {
+                return report;
+            }
             match expire(gw, &order) {
                 Ok(Expired::Closed) => report.closed += 1,
                 Ok(Expired::Paid) => report.paid += 1,

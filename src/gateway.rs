@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::channel::Channels;
 use crate::inflight::InFlight;
+use crate::stop::Stop;
 use crate::store::Store;
 use crate::sys::{Clock, Random, UtcOffset};
 
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub logins: Throttle,
     /// The orders and refunds a sync or a refund is talking to its channel about.
     pub busy: InFlight,
+    /// The graceful stop of the background threads.
+    pub stop: Arc<Stop>,
 }
 
 impl Gateway {
@@ -52,6 +55,7 @@ impl Gateway {
             sandbox: true,
             logins: Throttle::new(LOGIN_FAILURES, LOGIN_WINDOW_MS),
             busy: InFlight::default(),
+            stop: Stop::new(),
         }
     }
 

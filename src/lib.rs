@@ -19,6 +19,8 @@ pub mod notify;
 pub mod refund;
 pub mod router;
 pub mod sign;
+pub mod signal;
+pub mod stop;
 pub mod store;
 pub mod sync;
 pub mod sys;

@@ -263,8 +263,9 @@ impl Refunds<'_> {
         }
     }
 
-    /// Settles every `progress` refund that is due at `now`; returns how many changed.
-    pub fn settle_due(&self, now: i64) -> usize {
+    /// Settles every `progress` refund that is due at `now`, while `keep_going` says so;
+    /// returns how many changed.
+    pub fn settle_due(&self, now: i64, keep_going: &dyn Fn() -> bool) -> usize {
         let due = match self.store.due_refunds(now, 200) {
             Ok(d) => d,
             Err(e) => {
@@ -274,6 +275,9 @@ impl Refunds<'_> {
         };
         let mut changed = 0;
         for refund in due {
+            if !keep_going() {
+                break;
+            }
             match self.settle(&refund, now) {
                 Ok((after, true)) => {
                     log::info!(

@@ -28,6 +28,7 @@ Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--notify-retry-schedule 15s,15s,30s,...] [--sweep-interval 60s]
                     [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
                     [--no-sandbox] [--admin-token-file FILE] [--max-conns-per-ip 256]
+                    [--shutdown-grace 10s] [--metrics-public]
 
 Options:
   --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
@@ -52,10 +53,17 @@ Options:
                        channel sandbox gets 20023  [env UNIPAY_NO_SANDBOX=1]. Use it in production
   --max-conns-per-ip N Most connections at once from one client IP address (at least 1); more
                        get HTTP 503  [env UNIPAY_MAX_CONNS_PER_IP, default 256]
+  --shutdown-grace D   On SIGTERM or SIGINT, how long the requests, channel calls and
+                       notification attempts under way may take to finish; past it the process
+                       exits with status 1 (nothing acknowledged is lost)  [env
+                       UNIPAY_SHUTDOWN_GRACE, default 10s]. A second signal exits at once
+  --metrics-public     Serve GET /metrics without the admin token (Bearer)  [env
+                       UNIPAY_METRICS_PUBLIC=1]
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
-merchant and app are created and their credentials printed once.
+merchant and app are created and their credentials printed once. GET /healthz answers 200 while
+the database answers and the writer commits, 503 (with the reason) otherwise.
 ";
 
 pub const APP_HELP: &str = "\

@@ -80,6 +80,10 @@ pub struct ServeConfig {
     pub sandbox: bool,
     /// Most connections at once from one client IP address (`--max-conns-per-ip`).
     pub max_conns_per_ip: usize,
+    /// How long a stop (SIGTERM, SIGINT) lets the work under way finish (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+    /// Whether `/metrics` is served without the admin token (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -255,6 +259,8 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
     let mut sandbox = env("UNIPAY_NO_SANDBOX").is_none_or(|v| v == "0");
     let mut max_conns_per_ip = env("UNIPAY_MAX_CONNS_PER_IP");
+    let mut grace = env("UNIPAY_SHUTDOWN_GRACE");
+    let mut metrics_public = env("UNIPAY_METRICS_PUBLIC").is_some_and(|v| v != "0");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
@@ -271,6 +277,8 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             }
             "--public-url" => public_url = Some(args.value("--public-url", inline)?),
             "--no-sandbox" if inline.is_none() => sandbox = false,
+            "--metrics-public" if inline.is_none() => metrics_public = true,
+            "--shutdown-grace" => grace = Some(args.value("--shutdown-grace", inline)?),
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
             "--max-conns-per-ip" => {
                 max_conns_per_ip = Some(args.value("--max-conns-per-ip", inline)?)
@@ -341,7 +349,18 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         }
         None => crate::http::Limits::DEFAULT.max_conns_per_ip,
     };
+    let shutdown_grace = match grace {
+        Some(text) => {
+            parse_duration(&text).map_err(|e| UsageError(format!("--shutdown-grace: {e}")))?
+        }
+        None => Duration::from_secs(10),
+    };
+    if shutdown_grace > Duration::from_secs(3600) {
+        return Err(UsageError("--shutdown-grace: at most 1h".into()));
+    }
     Ok(Command::Serve(ServeConfig {
+        shutdown_grace,
+        metrics_public,
         max_conns_per_ip,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         sandbox,

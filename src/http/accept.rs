@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::conn::serve_connection;
+use super::drain::{Drain, Drained};
 use super::encode::{encode_response, reason_phrase};
 use super::{Handler, Limits, Response};
 
@@ -24,12 +25,14 @@ const CONN_STACK_SIZE: usize = 512 * 1024;
 const REJECT_WRITE_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest pause of the accept loop after a failed `accept` (out of file descriptors, …).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait for the connection that wakes the accept thread at a stop.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A running server: its address, and its accept thread to wait on.
-#[derive(Debug)]
+/// A running server: its address, its accept thread, and its connections for a stop.
 pub struct ServerHandle {
     addr: SocketAddr,
     accept: JoinHandle<()>,
+    pub(super) drain: Arc<Drain>,
 }
 
 impl ServerHandle {
@@ -38,11 +41,36 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Blocks the calling thread until the accept loop ends (normally never).
+    /// Blocks the calling thread until the accept loop ends (after a `stop`, or never).
     pub fn join(self) {
         if self.accept.join().is_err() {
             log::error!("the HTTP accept thread panicked");
         }
+    }
+
+    /// Stops gracefully: the listener is closed at once (new connections are refused), idle
+    /// keep-alive connections are closed, and the requests being answered finish (their
+    /// responses say `Connection: close`) until `deadline`. Returns what it drained.
+    pub fn stop(self, deadline: Instant) -> Drained {
+        let drained = self.drain.begin_stop();
+        // The accept thread is blocked in `accept`: a connection of our own wakes it, and it
+        // sees the stop, drops it and the listener, and ends.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        match TcpStream::connect_timeout(&wake, WAKE_TIMEOUT) {
+            Ok(_) => {
+                if self.accept.join().is_err() {
+                    log::error!("the HTTP accept thread panicked");
+                }
+            }
+            Err(e) => log::warn!("could not wake the accept thread to close the listener: {e}"),
+        }
+        self.drain.wait(drained, deadline)
     }
 }
 
@@ -59,10 +87,16 @@ pub fn serve(
     let addr = listener.local_addr()?;
     listener.set_nonblocking(false)?;
     let limits = Arc::new(limits);
+    let drain = Arc::new(Drain::default());
+    let accept_drain = Arc::clone(&drain);
     let accept = thread::Builder::new()
         .name("http-accept".to_string())
-        .spawn(move || accept_loop(listener, limits, handler))?;
-    Ok(ServerHandle { addr, accept })
+        .spawn(move || accept_loop(listener, limits, handler, accept_drain))?;
+    Ok(ServerHandle {
+        addr,
+        accept,
+        drain,
+    })
 }
 
 /// The connections open now: in all, and per peer IP address (an address is in the map only
@@ -139,7 +173,12 @@ fn accept_backoff(failures: u32) -> Duration {
     Duration::from_millis(10u64 << failures.min(7)).min(MAX_ACCEPT_BACKOFF)
 }
 
-fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Handler>) {
+fn accept_loop(
+    listener: TcpListener,
+    limits: Arc<Limits>,
+    handler: Arc<dyn Handler>,
+    drain: Arc<Drain>,
+) {
     let places = Arc::new(Places::new(&limits));
     let mut failures: u32 = 0;
     let mut reject_buf = Vec::new();
@@ -169,6 +208,10 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
                 continue;
             }
         };
+        // After a stop: the listener is closed when this loop ends.
+        let Some(tracked) = drain.register(&stream) else {
+            return;
+        };
         let Some(slot) = places.take(peer.ip()) else {
             log::debug!("too many connections (in all or from {peer}'s address); answering 503");
             reject(stream, &*handler, &mut reject_buf);
@@ -181,7 +224,7 @@ fn accept_loop(listener: TcpListener, limits: Arc<Limits>, handler: Arc<dyn Hand
             .stack_size(CONN_STACK_SIZE)
             .spawn(move || {
                 let _slot = slot;
-                serve_connection(stream, peer, &conn_limits, &*conn_handler);
+                serve_connection(stream, peer, &conn_limits, &*conn_handler, &tracked);
             });
         if let Err(e) = spawned {
             // The closure, with the stream and the slot, was dropped: the socket is closed.

@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::deadline::{read_deadline, write_deadline};
+use super::drain::Tracked;
 use super::encode::{encode_response, reason_phrase};
 use super::parse::{
     parse_header, parse_request_line, plausible_method, strip_line_end, Chunked, Framing, HeadFacts,
@@ -79,6 +80,8 @@ struct Conn<'a> {
     stream: TcpStream,
     peer: SocketAddr,
     limits: &'a Limits,
+    /// Its place among the server's connections, for a graceful stop.
+    tracked: &'a Tracked,
     /// Unconsumed input is `buf[start..end]`.
     buf: Vec<u8>,
     start: usize,
@@ -97,6 +100,7 @@ pub(super) fn serve_connection(
     peer: SocketAddr,
     limits: &Limits,
     handler: &dyn Handler,
+    tracked: &Tracked,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("{peer}: set_nodelay: {e}");
@@ -111,6 +115,7 @@ pub(super) fn serve_connection(
         stream,
         peer,
         limits,
+        tracked,
         buf: vec![0; INITIAL_BUF.min(max_buf)],
         start: 0,
         end: 0,
@@ -122,10 +127,14 @@ pub(super) fn serve_connection(
     // The first request must start within the request timeout; later ones within the idle one.
     let mut wait = limits.request_timeout;
     loop {
+        // Waiting for a request from here on; after a stop, the connection closes instead.
+        if !tracked.idle() {
+            return;
+        }
         match conn.read_request(wait) {
             Next::Request(req, keep_alive) => {
                 let resp = call_handler(handler, &req);
-                let keep_alive = keep_alive && !wants_close(&resp);
+                let keep_alive = keep_alive && !wants_close(&resp) && !tracked.stopping();
                 let head_only = req.method == "HEAD";
                 if !conn.write_response(&resp, head_only, keep_alive) {
                     return;
@@ -230,6 +239,8 @@ impl Conn<'_> {
                 Err(_) => return Next::Close,
             }
         }
+        // A request is arriving: a stop lets it finish.
+        self.tracked.busy();
         let deadline = Instant::now() + self.limits.request_timeout;
         match self.read_message(deadline) {
             Ok((req, keep_alive)) => Next::Request(req, keep_alive),

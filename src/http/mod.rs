@@ -8,7 +8,8 @@
 //!
 //! This file has what the application sees (`Request`, `Response`, `Handler`, `ReadError`,
 //! `Limits`, and `serve` re-exported). The rest, by seam: `accept.rs` (`serve`, the accept
-//! thread, connection slots in all and per client address, the overload 503), `conn.rs` (one connection: reading a request's
+//! thread, connection slots in all and per client address, the overload 503, a stop), `drain.rs`
+//! (which connections are busy or idle, for a graceful stop), `conn.rs` (one connection: reading a request's
 //! head and body, writing responses, keep-alive, linger), `deadline.rs` (socket reads and writes
 //! under a deadline), `parse.rs` (request line, headers, framing, the lines of a chunked body:
 //! bytes in, values out, no I/O) and `encode.rs` (a `Response` to bytes). Nothing here uses the rest of the crate.
@@ -16,6 +17,7 @@
 mod accept;
 mod conn;
 mod deadline;
+mod drain;
 mod encode;
 mod parse;
 #[cfg(test)]
@@ -25,6 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use accept::{serve, ServerHandle};
+pub use drain::Drained;
 
 /// A request as the handlers see it: fully read, within the limits.
 #[derive(Debug, Clone)]

@@ -19,6 +19,11 @@ impl Handler for TestHandler {
             "/panic" => panic!("test handler panic (expected)"),
             "/inject" => Response::text(200, "x").with_header("X-Inj", "a\r\nEvil: 1".into()),
             "/close" => Response::text(200, "bye").with_header("Connection", "close".into()),
+            p if p.starts_with("/slow/") => {
+                let ms = p["/slow/".len()..].parse().expect("/slow/MS");
+                std::thread::sleep(Duration::from_millis(ms));
+                Response::text(200, "slow done")
+            }
             "/big" => Response {
                 status: 200,
                 headers: Vec::new(),
@@ -69,10 +74,13 @@ pub(super) fn limits() -> Limits {
 }
 
 pub(super) fn start(limits: Limits) -> SocketAddr {
+    start_handle(limits).local_addr()
+}
+
+/// A server whose handle the test keeps (to stop it).
+pub(super) fn start_handle(limits: Limits) -> super::ServerHandle {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    serve(listener, limits, Arc::new(TestHandler))
-        .expect("serve")
-        .local_addr()
+    serve(listener, limits, Arc::new(TestHandler)).expect("serve")
 }
 
 pub(super) struct Client {

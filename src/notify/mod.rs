@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::stop::Stop;
 use crate::store::{Attempt, DueEvent, Signal, Store};
 use crate::sys::{self, Clock, Random, UtcOffset};
 use crate::wire::{self, Signer};
@@ -60,13 +61,15 @@ const SCAN_LIMIT: usize = 256;
 /// Longest the dispatcher sleeps without looking (catches resends made by another process).
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
-/// Starts the dispatcher and its workers. They run for the life of the process.
+/// Starts the dispatcher and its workers. They run until `stop`: then no attempt starts, and
+/// those under way are recorded (`Stop::wait_idle` waits for them).
 pub fn start(
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     offset: UtcOffset,
     cfg: NotifyConfig,
+    stop: Arc<Stop>,
 ) -> std::io::Result<()> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(cfg.timeout)
@@ -88,6 +91,7 @@ pub fn start(
             agent: agent.clone(),
             done: done.clone(),
             signal: signal.clone(),
+            stop: stop.clone(),
         };
         let rx = work_rx.clone();
         thread::Builder::new()
@@ -96,7 +100,7 @@ pub fn start(
     }
     thread::Builder::new()
         .name("notify-dispatch".into())
-        .spawn(move || dispatch(store, clock, signal, done, work_tx))?;
+        .spawn(move || dispatch(store, clock, signal, done, work_tx, stop))?;
     Ok(())
 }
 
@@ -108,9 +112,14 @@ fn dispatch(
     signal: Arc<Signal>,
     done: Arc<Mutex<Vec<i64>>>,
     work_tx: Sender<DueEvent>,
+    stop: Arc<Stop>,
 ) {
     let mut in_flight: HashSet<i64> = HashSet::new();
     loop {
+        if stop.is_set() {
+            // The workers' queue closes: they finish the attempt under way and end.
+            return;
+        }
         // Finished events first: their attempts are committed, so the scan below sees them.
         for id in done.lock().expect("notify done list").drain(..) {
             in_flight.remove(&id);
@@ -144,6 +153,7 @@ struct Worker {
     agent: ureq::Agent,
     done: Arc<Mutex<Vec<i64>>>,
     signal: Arc<Signal>,
+    stop: Arc<Stop>,
 }
 
 /// The result of one POST to a merchant.
@@ -158,6 +168,10 @@ impl Worker {
         loop {
             let next = rx.lock().expect("notify work queue").recv();
             let Ok(ev) = next else { return };
+            // After a stop, an event not yet attempted stays pending for the next start.
+            let Some(_busy) = self.stop.work() else {
+                return;
+            };
             let id = ev.id;
             self.attempt(ev);
             self.done.lock().expect("notify done list").push(id);

@@ -140,6 +140,11 @@ impl Store {
         self.writer.write(f)
     }
 
+    /// Returns once everything handed to the writer before this call is committed.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.write(|_, _| Ok(()))
+    }
+
     pub fn offset(&self) -> UtcOffset {
         self.offset
     }
