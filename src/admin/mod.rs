@@ -8,22 +8,23 @@
 //! HTML) or a redirect to the login page, and never any data.
 //!
 //! The console reads through `store::admin` and changes orders only through the same paths as
-//! the API: a close is `close::close_order` with actor `admin`, a resend is
-//! `Store::resend_event`. Rendering is in `pages`; query strings, forms and cookies are read with `crate::form`.
+//! the API (`actions`): a close is `close::close_order` with actor `admin`, a refund is
+//! `refund::Refunds::refund`, a resend is `Store::resend_event`. Rendering is in `pages`; query
+//! strings, forms and cookies are read with `crate::form`.
 
+mod actions;
 mod pages;
 
 use sha2::{Digest, Sha256};
 
-use crate::close::close_order;
-use crate::domain::{Actor, CloseRequest, CloseType, PayStatus};
-use crate::error::{Error, MSG_PAID_NOT_CLOSABLE};
+use crate::domain::PayStatus;
+use crate::error::Error;
 use crate::form;
 use crate::gateway::Gateway;
 use crate::http::{Request, Response};
 use crate::sign::constant_time_eq;
 use crate::store::admin::OrderFilter;
-use crate::store::{Offline, OrderRef};
+use crate::store::Offline;
 use crate::sys::{self, Random, UtcOffset};
 use pages::Ctx;
 
@@ -248,9 +249,13 @@ fn authorized(gw: &Gateway, req: &Request, who: &Who, now: i64) -> Result<Respon
         (["orders", no], true, _) => order(gw, &ctx, req, &form::decode(no, false)),
         (["orders", no, action @ ("close" | "cancel")], _, true) => {
             let use_cancel = *action == "cancel";
-            close(gw, &ctx, req, &form::decode(no, false), use_cancel, now)
+            actions::close(gw, &ctx, req, &form::decode(no, false), use_cancel, now)
         }
-        (["events", id, "resend"], _, true) => resend(gw, &ctx, id, now),
+        (["orders", no, "refund"], _, true) => {
+            let order_no = form::decode(no, false);
+            actions::refund(gw, &ctx, req, &fields, &order_no, now)
+        }
+        (["events", id, "resend"], _, true) => actions::resend(gw, &ctx, id, now),
         (["apps"], true, _) => {
             let apps = gw.store.list_apps()?;
             Ok(Response::html(pages::apps(&ctx, &apps)))
@@ -265,9 +270,11 @@ fn authorized(gw: &Gateway, req: &Request, who: &Who, now: i64) -> Result<Respon
             ))
         }
         ([] | ["orders"] | ["orders", _] | ["apps"], false, _)
-        | (["orders", _, "close" | "cancel"] | ["events", _, "resend"] | ["logout"], _, false) => {
-            Ok(method_not_allowed())
-        }
+        | (
+            ["orders", _, "close" | "cancel" | "refund"] | ["events", _, "resend"] | ["logout"],
+            _,
+            false,
+        ) => Ok(method_not_allowed()),
         _ => Ok(not_found(&ctx, "页面不存在")),
     }
 }
@@ -329,6 +336,11 @@ fn parse_filter(
             _ => return Err("页码应为 1 到 1000000 的整数"),
         },
     };
+    let attention = match text("attention").as_deref() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return Err("attention 应为 1 (只看需要人工处理的订单) 或 0"),
+    };
     let long = |v: Option<String>| match v {
         Some(s) if s.chars().count() > 150 => Err("筛选条件过长"),
         other => Ok(other),
@@ -341,6 +353,7 @@ fn parse_filter(
         from: time("from", false)?,
         // `to` names a second: every millisecond of it is included.
         to: time("to", true)?.map(|t| t + 999),
+        attention,
     };
     Ok((filter, page))
 }
@@ -380,101 +393,12 @@ fn order(gw: &Gateway, ctx: &Ctx, req: &Request, order_no: &str) -> Result<Respo
     };
     let fields = form::parse(&req.query);
     // Only a message of the fixed list, by its key: no text of the query reaches the page.
-    let flash = form::get(&fields, "flash").and_then(flash_message);
-    Ok(Response::html(pages::order(ctx, &detail, flash)))
-}
-
-/// The messages an action leaves on the order page, by the key its redirect carries.
-const FLASHES: &[(&str, bool, &str)] = &[
-    ("closed", true, "操作成功: 订单已关闭"),
-    ("cancelled", true, "操作成功: 订单已撤销"),
-    ("resent", true, "通知已重新排队, 将在一秒内发送"),
-    ("not-open", false, "操作失败: 订单不是支付中, 无法关闭"),
-    (
-        "paid",
-        false,
-        "操作失败: 通道交易已支付, 订单已同步为支付成功",
-    ),
-    ("closing", false, "操作失败: 订单已在关闭中, 请稍后查看"),
-    ("unsupported", false, "操作失败: 通道不支持此操作"),
-    (
-        "channel",
-        false,
-        "操作失败: 通道未能关闭订单或结果未知, 详见关闭记录",
-    ),
-    ("not-resent", false, "操作失败: 通知未能重新排队"),
-    ("failed", false, "操作失败"),
-];
-
-fn flash_message(key: &str) -> Option<(bool, &'static str)> {
-    FLASHES
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, ok, msg)| (*ok, *msg))
-}
-
-/// The key of the message a close's outcome leaves.
-fn close_flash(result: &Result<crate::domain::Order, Error>) -> &'static str {
-    match result {
-        Ok(after) if after.status == PayStatus::Cancel => "cancelled",
-        Ok(_) => "closed",
-        Err(Error::TradeStatus(msg)) if msg == MSG_PAID_NOT_CLOSABLE => "paid",
-        Err(Error::TradeStatus(_)) => "not-open",
-        Err(Error::Closing) => "closing",
-        Err(Error::Unsupported(_)) => "unsupported",
-        Err(Error::CloseFailed(_)) => "channel",
-        Err(_) => "failed",
-    }
-}
-
-fn order_href(order_no: &str, flash: &str) -> String {
-    format!(
-        "/admin/orders/{}?{}",
-        form::encode(order_no),
-        form::query(&[("flash", flash)])
-    )
-}
-
-/// `POST /admin/orders/{orderNo}/close|cancel`: the API's close, recorded with actor `admin`.
-fn close(
-    gw: &Gateway,
-    ctx: &Ctx,
-    req: &Request,
-    order_no: &str,
-    use_cancel: bool,
-    now: i64,
-) -> Result<Response, Error> {
-    let Some(order) = gw.store.order_by_no(order_no)? else {
-        return Ok(not_found(ctx, "支付订单不存在"));
-    };
-    let close_req = CloseRequest {
-        actor: Actor::Admin,
-        client_ip: Some(req.remote_addr.ip().to_string()),
-        now,
-    };
-    let what = CloseType::from_use_cancel(use_cancel).as_str();
-    let order = OrderRef::Id(order.id);
-    let result = close_order(&gw.store, &gw.channels, order, use_cancel, close_req, None);
-    match &result {
-        Err(Error::Internal(cause)) => return Err(Error::Internal(cause.clone())),
-        Ok(after) => log::info!("admin {what} of {order_no}: now {}", after.status.as_str()),
-        Err(err) => log::info!("admin {what} of {order_no}: {err}"),
-    }
-    Ok(redirect(&order_href(order_no, close_flash(&result))))
-}
-
-/// `POST /admin/events/{id}/resend`: the event is due now with a fresh round of attempts.
-fn resend(gw: &Gateway, ctx: &Ctx, id: &str, now: i64) -> Result<Response, Error> {
-    let Some(id) = id.parse::<i64>().ok().filter(|n| *n > 0) else {
-        return Ok(not_found(ctx, "通知不存在"));
-    };
-    let Some(order_no) = gw.store.admin_event_order_no(id)? else {
-        return Ok(not_found(ctx, "通知不存在"));
-    };
-    let resent = gw.store.resend_event(id, now)?;
-    log::info!("admin resend of notification {id} ({order_no}): {resent}");
-    let flash = if resent { "resent" } else { "not-resent" };
-    Ok(redirect(&order_href(&order_no, flash)))
+    let flash = form::get(&fields, "flash").and_then(actions::flash_message);
+    // A new refund number per page: its form sent twice is one refund.
+    let refund_no = actions::new_refund_no(gw.random.as_ref());
+    Ok(Response::html(pages::order(
+        ctx, &detail, flash, &refund_no,
+    )))
 }
 
 #[cfg(test)]
@@ -505,9 +429,14 @@ mod tests {
         assert!(parse("from=yesterday").is_err());
         assert!(parse("page=0").is_err());
         assert!(parse("page=x").is_err());
+        assert!(parse("attention=1").unwrap().0.attention);
+        assert!(!parse("attention=0").unwrap().0.attention);
+        assert!(parse("attention=yes").is_err());
         // Empty fields are no filter (what an untouched form sends).
         assert_eq!(
-            parse("q=&status=&channel=&appId=&from=&to=").unwrap().0,
+            parse("q=&status=&channel=&appId=&from=&to=&attention=")
+                .unwrap()
+                .0,
             OrderFilter::default()
         );
     }

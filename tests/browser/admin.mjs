@@ -3,13 +3,19 @@
 // Starts `target/debug/unipay serve` on a fresh database with --admin-token, creates orders with
 // `unipay call`, then, as a person would: opens /admin (redirected to the login form), logs in
 // with a wrong and then the right token, searches an order by its number, opens it, clicks
-// Close, and sees it closed (status, flash message, a close record with actor admin). It also
-// checks that the console fetches nothing from anywhere but the server. The order page is saved
-// to target/admin-order.png for humans to look at. Any failure exits non-zero.
+// Close, and sees it closed (status, flash message, a close record with actor admin). Then it
+// refunds a payment that arrived after a close: it makes one (a sandbox order paid and closed
+// through the API, the sandbox's trade marked paid with the sqlite3 command line — the sandbox's
+// payer cannot pay a closed trade, a real channel's can — and a pay sync that finds the money:
+// unipay flags the order), follows the dashboard's link to the needs-attention list, opens the
+// order, fills the refund form and sees the refund succeed. It also checks that the console
+// fetches nothing from anywhere but the server. The closed order's page is saved to
+// target/admin-order.png and the refunded one's to target/admin-refund.png for humans to look at.
+// Any failure exits non-zero.
 //
 // Run from the repository root after `cargo build`:  node tests/browser/admin.mjs
 // Environment: UNIPAY_BIN (default target/debug/unipay, or $CARGO_TARGET_DIR/debug/unipay),
-// CHROMIUM (default /usr/bin/chromium).
+// CHROMIUM (default /usr/bin/chromium), SQLITE3 (default sqlite3).
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
@@ -25,7 +31,9 @@ const bin =
   process.env.UNIPAY_BIN ??
   join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'unipay');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const sqlite3 = process.env.SQLITE3 ?? 'sqlite3';
 const screenshot = join(root, 'target', 'admin-order.png');
+const refundShot = join(root, 'target', 'admin-refund.png');
 const TIMEOUT_MS = 15_000;
 
 function check(condition, what) {
@@ -64,6 +72,29 @@ function call(db, base, endpoint, body) {
   const reply = JSON.parse(out);
   if (reply.code !== 0) throw new Error(`${endpoint} failed: ${out}`);
   return reply;
+}
+
+/**
+ * A payment that arrives after a close, as a real channel allows (an old QR code scanned): a
+ * sandbox order paid and closed through the API (the sandbox closes its trade), then the
+ * sandbox's own trade marked paid (the channel's side, with sqlite3), then a pay sync: unipay
+ * finds the money, makes the order `success` and flags it for an operator. Returns its orderNo.
+ */
+function latePayment(db, base, bizOrderNo, amount) {
+  const orderNo = call(db, base, 'pay', {
+    bizOrderNo, title: '关闭后到账', amount, channel: 'sandbox', method: 'wap',
+  }).data.orderNo;
+  call(db, base, 'close', { bizOrderNo });
+  if (!/^P[0-9A-Za-z]+$/.test(orderNo)) throw new Error(`unexpected order number ${orderNo}`);
+  const changed = execFileSync(sqlite3, ['-cmd', '.timeout 5000', db,
+    `UPDATE sandbox_trade SET state = 'paid', updated_at = ${Date.now()} ` +
+    `WHERE order_no = '${orderNo}' AND state = 'closed'; SELECT changes();`], { encoding: 'utf8' });
+  if (changed.trim() !== '1') throw new Error(`the sandbox trade of ${orderNo} was not closed: ${changed}`);
+  const synced = call(db, base, 'syncPay', { bizOrderNo }).data;
+  if (synced.orderStatus !== 'success' || synced.adjust !== true) {
+    throw new Error(`the pay sync did not find the money: ${JSON.stringify(synced)}`);
+  }
+  return orderNo;
 }
 
 async function main() {
@@ -160,6 +191,42 @@ async function main() {
     mkdirSync(dirname(screenshot), { recursive: true });
     await page.screenshot({ path: screenshot, fullPage: true });
     console.log(`screenshot: ${screenshot}`);
+
+    // Money that arrived after a close: found from the dashboard, refunded from its page.
+    const late = latePayment(db, base, 'BROWSER-LATE', '20.00');
+    console.log(`late payment to refund: ${late}`);
+    await page.goto(`${base}/admin`);
+    await Promise.all([page.waitForURL('**/admin/orders?attention=1'), page.click('#attention-list')]);
+    const flagged = page.locator('#orders tbody tr');
+    check((await flagged.count()) === 1 && (await flagged.first().getAttribute('data-order')) === late,
+      'the needs-attention list shows the late payment only');
+    check(await page.isChecked('#attention-only'), 'the filter form shows the needs-attention filter');
+    await Promise.all([page.waitForURL(`**/admin/orders/${late}`), page.click(`#orders a:has-text("${late}")`)]);
+    check((await page.textContent('#attention')).includes('需要人工处理'), 'the order is flagged for an operator');
+    check((await page.textContent('#order-status')).includes('支付成功'), 'the late payment made the order 支付成功');
+    check((await page.textContent('#refundable')).includes('20.00'), 'the refund form shows the refundable balance');
+    await page.fill('#refund-amount', '20.00');
+    await page.fill('#refund-reason', '关闭后到账 <退回>');
+    await Promise.all([page.waitForURL(`**/admin/orders/${late}?flash=refunded`), page.click('#refund')]);
+    check((await page.textContent('#flash')).includes('退款成功'), 'the refund reports success');
+    const refunds = page.locator('#refunds tbody tr');
+    check((await refunds.count()) === 1, 'the order lists one refund');
+    const refundRow = refunds.first();
+    check((await refundRow.getAttribute('data-status')) === 'success'
+      && (await refundRow.textContent()).includes('退款成功'), 'the refund is 退款成功');
+    check((await refundRow.textContent()).includes('关闭后到账 <退回>'), 'the reason is shown as text');
+    check((await page.getAttribute('#refund-status', 'data-refund-status')) === 'refunded'
+      && (await page.textContent('#refund-status')).includes('全部退款'), 'the order is 全部退款 (refundStatus refunded)');
+    check((await page.locator('#refund-form').count()) === 0, 'a fully refunded order offers no refund form');
+    const after = call(db, base, 'query', { bizOrderNo: 'BROWSER-LATE' }).data;
+    check(after.status === 'success' && after.refundStatus === 'refunded' && Number(after.refundableBalance) === 0,
+      'the API reports the order refunded, its balance 0');
+    const refundNo = await refundRow.getAttribute('data-refund');
+    const refund = call(db, base, 'queryRefund', { refundNo }).data;
+    check(refund.status === 'success' && refund.bizRefundNo.startsWith('ADMIN-'),
+      'the API reports the console\'s refund succeeded');
+    await page.screenshot({ path: refundShot, fullPage: true });
+    console.log(`screenshot: ${refundShot}`);
 
     check(foreign.length === 0, `the console fetched nothing from elsewhere (${foreign.join(', ')})`);
     check(pageErrors.length === 0, `no page errors (${pageErrors.join('; ')})`);

@@ -1,13 +1,14 @@
 //! The admin console against the real binary: authentication (none, wrong, bearer, cookie,
-//! CSRF), the generated token, escaping, filters, paging, actions, 404s, the dashboard and the
-//! apps page.
+//! CSRF), the generated token, escaping, filters (the needs-attention filter with real late
+//! payments), paging, actions (close, cancel, resend, refund), 404s, the dashboard and the apps
+//! page.
 
 use rusqlite::params;
 use serde_json::json;
 
 use crate::helpers::{http_with, now_ms, wait_for, App, Reply, TestServer};
 use crate::notify::Merchant;
-use unipay::sys;
+use unipay::{form, sys};
 
 const TOKEN: &str = "test-admin-token-1";
 
@@ -914,4 +915,461 @@ fn failed_logins_are_throttled_per_address_and_short_tokens_refused() {
         b"",
     );
     assert_eq!(r.status, 200);
+}
+
+/// `POST path` with a form `body` as a script (bearer token, no CSRF token).
+fn post_form(srv: &TestServer, path: &str, body: &str) -> Reply {
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    http_with(&srv.addr, "POST", path, &headers, body.as_bytes())
+}
+
+/// The value of the hidden `bizRefundNo` field of an order page's refund form.
+#[track_caller]
+fn form_refund_no(body: &str) -> String {
+    let marker = r#"name="bizRefundNo" value=""#;
+    let at = body.find(marker).expect("the page has a refund form") + marker.len();
+    body[at..at + body[at..].find('"').unwrap()].to_string()
+}
+
+/// The text of the element with `id` (its first text, up to the next tag).
+#[track_caller]
+fn text_of<'a>(body: &'a str, id: &str) -> &'a str {
+    let marker = format!(r#"id="{id}""#);
+    let at = body.find(&marker).unwrap_or_else(|| panic!("no #{id}")) + marker.len();
+    let rest = &body[at..];
+    let start = rest.find('>').unwrap() + 1;
+    &rest[start..start + rest[start..].find('<').unwrap()]
+}
+
+/// The refunds of an order in the database: (bizRefundNo, amount in cents, status, client IP,
+/// reason), oldest first.
+fn refund_rows(srv: &TestServer, order_no: &str) -> Vec<(String, i64, String, String, String)> {
+    let db = srv.db_read();
+    let mut st = db
+        .prepare(
+            "SELECT biz_refund_no, amount, status, coalesce(client_ip, ''), coalesce(reason, '')
+             FROM refund_order WHERE order_no = ?1 ORDER BY id",
+        )
+        .unwrap();
+    let rows = st
+        .query_map([order_no], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// The order's refundable balance (in yuan, as the API says it) and refund status.
+fn balance(srv: &TestServer, app: &App, biz: &str) -> (String, String) {
+    let o = srv.order(app, biz);
+    (
+        o["refundableBalance"].to_string(),
+        o["refundStatus"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn a_paid_order_is_refunded_through_the_console() {
+    let srv = server();
+    let app = srv.app("ADM_REF");
+    let order_no = crate::refund::paid_order(&srv, &app, "REF-1", "10.00");
+    let page_path = format!("/admin/orders/{order_no}");
+    let refund_path = format!("{page_path}/refund");
+    let b = Browser::login(&srv);
+
+    // The order page offers the form, with the balance and a refund number of its own.
+    let page = b.get(&srv, &page_path);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"id="refund-form""#), "{}", page.body);
+    assert!(page
+        .body
+        .contains(&format!(r#"action="/admin/orders/{order_no}/refund""#)));
+    assert_eq!(text_of(&page.body, "refundable"), "¥10.00");
+    assert!(page.body.contains(r#"data-refund-status="no_refund""#));
+    assert!(page.body.contains(r#"<p class="empty" id="refunds">"#));
+    let biz = form_refund_no(&page.body);
+    assert!(biz.starts_with("ADMIN-") && biz.len() == 26, "{biz}");
+    assert_ne!(form_refund_no(&b.get(&srv, &page_path).body), biz);
+    let csrf = csrf_of(&page.body);
+    assert_eq!(csrf, b.csrf);
+
+    // Without the CSRF token (or with a wrong one): 403 and nothing is refunded.
+    for body in [
+        format!("bizRefundNo={biz}&amount=3.00"),
+        format!("csrf=wrong&bizRefundNo={biz}&amount=3.00"),
+        format!("csrf={}&bizRefundNo={biz}&amount=3.00", &csrf[1..]),
+    ] {
+        let r = b.post(&srv, &refund_path, &body);
+        assert_eq!(r.status, 403, "{body}: {}", r.body);
+    }
+    assert!(refund_rows(&srv, &order_no).is_empty());
+    assert_eq!(
+        balance(&srv, &app, "REF-1"),
+        ("10".into(), "no_refund".into())
+    );
+
+    // With it: the API's refund, from the console user's address; back with its message.
+    let form = format!(
+        "csrf={csrf}&bizRefundNo={biz}&amount=3.00&reason={}",
+        form::encode("<b>退货</b> 客户要求")
+    );
+    let r = b.post(&srv, &refund_path, &form);
+    let back = location(&r);
+    assert_eq!(back, format!("{page_path}?flash=refunded"));
+    assert_eq!(
+        refund_rows(&srv, &order_no),
+        [(
+            biz.clone(),
+            300,
+            "success".into(),
+            "127.0.0.1".into(),
+            "<b>退货</b> 客户要求".into()
+        )]
+    );
+    assert_eq!(
+        balance(&srv, &app, "REF-1"),
+        ("7".into(), "partial_refund".into())
+    );
+    let refund = srv
+        .post_signed(
+            &app,
+            "/unipay/query/refundOrder",
+            json!({"bizRefundNo": biz}),
+        )
+        .data()
+        .clone();
+    assert_eq!(refund["status"], "success");
+    let refund_no = refund["refundNo"].as_str().unwrap().to_string();
+
+    // The page lists it, every value escaped, with the new balance and refund status.
+    let page = b.get(&srv, &back);
+    assert!(page.body.contains(r#"class="flash ok""#), "{}", page.body);
+    assert!(page.body.contains("操作成功: 退款成功"));
+    let row = &page.body[page
+        .body
+        .find(&format!(
+            r#"<tr data-refund="{refund_no}" data-status="success">"#
+        ))
+        .expect("the refund is listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    for part in [biz.as_str(), "¥3.00", "退款成功", "SBXR", "127.0.0.1"] {
+        assert!(row.contains(part), "{part}: {row}");
+    }
+    assert!(row.contains("&lt;b&gt;退货&lt;/b&gt; 客户要求"), "{row}");
+    assert!(!page.body.contains("<b>退货"));
+    assert_eq!(text_of(&page.body, "refundable"), "¥7.00");
+    assert!(page.body.contains(r#"data-refund-status="partial_refund""#));
+    let field = &page.body[page.body.find(r#"data-field="refundableBalance""#).unwrap()..];
+    assert!(field[..field.find("</tr>").unwrap()].contains("¥7.00"));
+    assert!(page.body.contains(r#"id="refund-form""#), "money is left");
+
+    // The same form sent again (a double click) is the same refund.
+    let r = b.post(&srv, &refund_path, &form);
+    assert_eq!(location(&r), format!("{page_path}?flash=refunded"));
+    assert_eq!(refund_rows(&srv, &order_no).len(), 1);
+    // …and with another amount it is refused.
+    let other = format!("csrf={csrf}&bizRefundNo={biz}&amount=1.00");
+    let r = b.post(&srv, &refund_path, &other);
+    assert_eq!(location(&r), format!("{page_path}?flash=refund-repeat"));
+
+    // A second refund past the balance is refused with its message; nothing changes.
+    let fresh = form_refund_no(&b.get(&srv, &page_path).body);
+    let over = format!("csrf={csrf}&bizRefundNo={fresh}&amount=7.01");
+    let r = b.post(&srv, &refund_path, &over);
+    let back = location(&r);
+    assert_eq!(back, format!("{page_path}?flash=refund-over"));
+    let page = b.get(&srv, &back);
+    assert!(page.body.contains(r#"class="flash err""#));
+    assert!(page.body.contains("退款金额超过可退余额"), "{}", page.body);
+    assert_eq!(refund_rows(&srv, &order_no).len(), 1);
+    assert_eq!(
+        balance(&srv, &app, "REF-1"),
+        ("7".into(), "partial_refund".into())
+    );
+
+    // Bad amounts and reasons never reach the refund; the request's text is never shown.
+    let long = format!("amount=1&reason={}", "长".repeat(151));
+    #[rustfmt::skip]
+    let bad = [
+        ("amount=",                                   "refund-bad-amount"),
+        ("amount=abc",                                "refund-bad-amount"),
+        ("amount=0",                                  "refund-bad-amount"),
+        ("amount=-1",                                 "refund-bad-amount"),
+        ("amount=1.001",                              "refund-bad-amount"),
+        ("amount=%3Cscript%3E",                       "refund-bad-amount"),
+        (long.as_str(),                               "refund-bad-reason"),
+        ("amount=1&bizRefundNo=%3Cb%3E",              "failed"),
+        ("amount=1&bizRefundNo=ADMIN-short",          "failed"),
+    ];
+    for (body, key) in bad {
+        let r = b.post(&srv, &refund_path, &format!("csrf={csrf}&{body}"));
+        let back = location(&r);
+        assert_eq!(back, format!("{page_path}?flash={key}"), "{body}");
+        let page = b.get(&srv, &back);
+        assert!(page.body.contains(r#"class="flash err""#), "{body}");
+        assert!(!page.body.contains("<script"), "{body}");
+    }
+    assert_eq!(refund_rows(&srv, &order_no).len(), 1);
+
+    // A script with the bearer token needs no CSRF token; the console makes the number.
+    let r = post_form(&srv, &refund_path, "amount=7&reason=rest");
+    assert_eq!(location(&r), format!("{page_path}?flash=refunded"));
+    let rows = refund_rows(&srv, &order_no);
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[1].0.starts_with("ADMIN-") && rows[1].0 != biz,
+        "{rows:?}"
+    );
+    assert_eq!((rows[1].1, rows[1].2.as_str()), (700, "success"));
+    assert_eq!(
+        balance(&srv, &app, "REF-1"),
+        ("0".into(), "refunded".into())
+    );
+    // Fully refunded: no form any more, and nothing is left to refund.
+    let page = get(&srv, &page_path);
+    assert!(!page.body.contains(r#"id="refund-form""#));
+    assert!(page.body.contains(r#"id="no-refund""#));
+    assert!(page.body.contains(r#"data-refund-status="refunded""#));
+    assert_eq!(page.body.matches("<tr data-refund=").count(), 2);
+    let r = post_form(&srv, &refund_path, "amount=0.01");
+    assert_eq!(location(&r), format!("{page_path}?flash=refund-over"));
+    assert_eq!(refund_rows(&srv, &order_no).len(), 2);
+    // The order itself is still paid.
+    assert_eq!(srv.status(&app, "REF-1"), "success");
+}
+
+#[test]
+fn unpaid_orders_have_no_refund_form_and_a_forged_refund_is_refused() {
+    let srv = server();
+    let app = srv.app("ADM_NOREF");
+    let waiting = srv.pre_pay(&app, "NR-W");
+    let progress = srv.pay(&app, "NR-P")["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let closed = srv.pay(&app, "NR-C")["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.close(&app, json!({"bizOrderNo": "NR-C"}))
+        .expect(0, "success");
+    let b = Browser::login(&srv);
+    for order_no in [&waiting, &progress, &closed] {
+        let path = format!("/admin/orders/{order_no}");
+        let page = b.get(&srv, &path);
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains(r#"id="refund-form""#), "{order_no}");
+        assert!(!page.body.contains("bizRefundNo"), "{order_no}");
+        assert!(
+            page.body.contains("只有支付成功的订单可以退款"),
+            "{order_no}"
+        );
+        // A forged POST, by a script or a browser with the CSRF token, is refused.
+        let r = post_form(&srv, &format!("{path}/refund"), "amount=1.00");
+        assert_eq!(location(&r), format!("{path}?flash=refund-not-paid"));
+        let body = format!("csrf={}&amount=1.00", b.csrf);
+        let r = b.post(&srv, &format!("{path}/refund"), &body);
+        let back = location(&r);
+        assert_eq!(back, format!("{path}?flash=refund-not-paid"));
+        assert!(b
+            .get(&srv, &back)
+            .body
+            .contains("订单不是支付成功, 无法退款"));
+        // Without credentials: 401, or the login page.
+        let r = http_with(
+            &srv.addr,
+            "POST",
+            &format!("{path}/refund"),
+            &[],
+            b"amount=1",
+        );
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(
+        srv.count(
+            "SELECT count(*) FROM refund_order WHERE app_id = ?1",
+            "ADM_NOREF"
+        ),
+        0
+    );
+    for biz in ["NR-W", "NR-P", "NR-C"] {
+        assert_eq!(balance(&srv, &app, biz).1, "no_refund", "{biz}");
+    }
+    // Unknown orders are 404, other methods 405.
+    let r = post_form(
+        &srv,
+        "/admin/orders/P00000000000000999999/refund",
+        "amount=1",
+    );
+    assert_eq!(r.status, 404);
+    let r = get(&srv, &format!("/admin/orders/{waiting}/refund"));
+    assert_eq!(r.status, 405);
+}
+
+/// A sandbox order paid after it was closed, as a real channel allows (an old QR code scanned):
+/// the order is paid with the sandbox and closed through the API (the sandbox closes its trade);
+/// then the test marks the sandbox's own trade paid (the channel's side; the sandbox's payer
+/// cannot pay a closed trade) and the merchant's pay sync finds the money: unipay's state
+/// machine makes the order `success` and flags it. Returns the order number.
+pub fn late_sandbox_payment(srv: &TestServer, app: &App, biz: &str, yuan: &str) -> String {
+    let order_no = srv.pay_with(app, biz, json!({"amount": yuan}))["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.close(app, json!({"bizOrderNo": biz}))
+        .expect(0, "success");
+    let changed = db_write(srv)
+        .execute(
+            "UPDATE sandbox_trade SET state = 'paid', updated_at = ?2
+             WHERE order_no = ?1 AND state = 'closed'",
+            params![order_no, now_ms()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "the sandbox closed the trade");
+    let r = srv.post_signed(app, "/unipay/sync/order/pay", json!({"bizOrderNo": biz}));
+    r.expect(0, "success");
+    assert_eq!(r.data()["orderStatus"], "success", "{}", r.body);
+    assert_eq!(r.data()["adjust"], true);
+    order_no
+}
+
+#[test]
+fn the_attention_filter_finds_late_payments_and_one_is_refunded() {
+    use crate::alipay::{qr_order, set_alipay, ALIPAY_APP_ID};
+    use crate::fake_alipay::FakeAlipay;
+
+    let srv = server();
+    let app = srv.app("ADM_ATT");
+    // Orders that need nobody: paid, closed, waiting.
+    let paid = crate::refund::paid_order(&srv, &app, "ATT-S", "1.00");
+    srv.pre_pay(&app, "ATT-C");
+    srv.close(&app, json!({"bizOrderNo": "ATT-C"}))
+        .expect(0, "success");
+    srv.pre_pay(&app, "ATT-W");
+    // A real late payment at Alipay: closed locally, then the QR code is paid and Alipay's
+    // notification comes in.
+    let fake = FakeAlipay::start(ALIPAY_APP_ID);
+    let ali = srv.app("ADM_ATT_ALI");
+    set_alipay(&srv, &ali, &fake.url);
+    let (ali_late, _) = qr_order(&srv, &ali, "ATT-ALI");
+    srv.close(&ali, json!({"bizOrderNo": "ATT-ALI"}))
+        .expect(0, "success");
+    fake.pay(&ali_late);
+    wait_for("Alipay's late payment", || {
+        (srv.status(&ali, "ATT-ALI") == "success").then_some(())
+    });
+    // A late payment at the sandbox, found by a pay sync.
+    let late = late_sandbox_payment(&srv, &app, "ATT-L", "8.80");
+    assert_eq!(srv.status(&app, "ATT-L"), "success");
+
+    // The list of flagged orders: those two, newest flag first, counted from themselves.
+    let r = get(&srv, "/admin/orders?attention=1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(listed(&r.body), [late.clone(), ali_late.clone()]);
+    assert_eq!(shown_count(&r.body, "all"), 2);
+    assert_eq!(shown_count(&r.body, "success"), 2);
+    assert_eq!(shown_count(&r.body, "close"), 0);
+    assert!(r.body.contains(r#"id="attention-only" value="1" checked"#));
+    assert!(r.body.contains(r#"id="attention-filter""#));
+    // The counts keep the filter; other filters narrow it.
+    assert!(r
+        .body
+        .contains(r#"href="/admin/orders?status=success&amp;attention=1""#));
+    let r = get(&srv, "/admin/orders?attention=1&appId=ADM_ATT");
+    assert_eq!(listed(&r.body), [late.clone()]);
+    let r = get(&srv, &format!("/admin/orders?attention=1&q={ali_late}"));
+    assert_eq!(listed(&r.body), [ali_late.clone()]);
+    let r = get(&srv, "/admin/orders?attention=1&status=close");
+    assert!(listed(&r.body).is_empty());
+    let r = get(
+        &srv,
+        "/admin/orders?attention=1&channel=ali_pay&status=success",
+    );
+    assert_eq!(listed(&r.body), [ali_late.clone()]);
+    // Without the filter every order is listed; a bad value is a 400 page.
+    let r = get(&srv, "/admin/orders?attention=0");
+    assert_eq!(listed(&r.body).len(), 5);
+    assert!(listed(&r.body).contains(&paid));
+    let r = get(&srv, "/admin/orders?attention=yes");
+    assert_eq!(r.status, 400);
+
+    // Two clicks from the dashboard: its list links to the filter, the filter to the order.
+    let b = Browser::login(&srv);
+    let dash = b.get(&srv, "/admin");
+    assert!(dash
+        .body
+        .contains(r#"<a id="attention-list" href="/admin/orders?attention=1">"#));
+    let list = b.get(&srv, "/admin/orders?attention=1");
+    assert!(list
+        .body
+        .contains(&format!(r#"href="/admin/orders/{late}""#)));
+    let path = format!("/admin/orders/{late}");
+    let page = b.get(&srv, &path);
+    assert!(page
+        .body
+        .contains(r#"<p class="banner attention" id="attention">"#));
+    assert_eq!(text_of(&page.body, "refundable"), "¥8.80");
+    // The money goes back through the console.
+    let form = format!(
+        "csrf={}&bizRefundNo={}&amount=8.80&reason={}",
+        b.csrf,
+        form_refund_no(&page.body),
+        form::encode("关闭后到账, 退回")
+    );
+    let r = b.post(&srv, &format!("{path}/refund"), &form);
+    let back = location(&r);
+    assert_eq!(back, format!("{path}?flash=refunded"));
+    let page = b.get(&srv, &back);
+    assert!(page.body.contains(r#"data-status="success""#));
+    assert!(page.body.contains(r#"data-refund-status="refunded""#));
+    assert!(!page.body.contains(r#"id="refund-form""#));
+    assert_eq!(
+        balance(&srv, &app, "ATT-L"),
+        ("0".into(), "refunded".into())
+    );
+    assert_eq!(srv.status(&app, "ATT-L"), "success");
+}
+
+#[test]
+fn a_refund_the_channel_refuses_is_reported_and_its_money_is_back() {
+    let srv = server();
+    let app = srv.app("ADM_REFUSE");
+    let order_no = crate::refund::paid_order(&srv, &app, "RF-1", "5.00");
+    // The money was already given back at the channel itself (its own merchant portal): the
+    // sandbox's book of refunds has it, unipay does not know.
+    db_write(&srv)
+        .execute(
+            "INSERT INTO sandbox_refund (refund_no, order_no, amount, state, out_refund_no,
+                created_at, updated_at)
+             VALUES ('PORTAL-1', ?1, 500, 'success', 'SBXR-PORTAL', ?2, ?2)",
+            params![order_no, now_ms()],
+        )
+        .unwrap();
+    let path = format!("/admin/orders/{order_no}");
+    let r = post_form(&srv, &format!("{path}/refund"), "amount=2.00&reason=x");
+    let back = location(&r);
+    assert_eq!(back, format!("{path}?flash=refund-refused"));
+    let rows = refund_rows(&srv, &order_no);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].1, rows[0].2.as_str()), (200, "fail"));
+    // The amount is back in the balance; the page shows the refusal and the channel's words.
+    assert_eq!(
+        balance(&srv, &app, "RF-1"),
+        ("5".into(), "no_refund".into())
+    );
+    let page = get(&srv, &back);
+    assert!(page.body.contains(r#"class="flash err""#));
+    assert!(page.body.contains("通道拒绝了退款"), "{}", page.body);
+    let row = &page.body[page.body.find(r#"data-status="fail">"#).expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("退款失败") && row.contains("退款金额超过交易金额"),
+        "{row}"
+    );
+    assert_eq!(text_of(&page.body, "refundable"), "¥5.00");
+    assert!(page.body.contains(r#"id="refund-form""#));
 }

@@ -159,6 +159,7 @@ pub fn orders_href(filter: &OrderFilter, offset: UtcOffset, page: i64) -> String
         ("from", &time(filter.from)),
         // `to` is inclusive to the millisecond; people write it to the second.
         ("to", &time(filter.to.map(|t| t - t.rem_euclid(1000)))),
+        ("attention", if filter.attention { "1" } else { "" }),
         ("page", &page),
     ]);
     match q.is_empty() {
@@ -166,6 +167,9 @@ pub fn orders_href(filter: &OrderFilter, offset: UtcOffset, page: i64) -> String
         false => format!("/admin/orders?{q}"),
     }
 }
+
+/// The order list of the orders flagged for an operator.
+const ATTENTION_HREF: &str = "/admin/orders?attention=1";
 
 /// What the order list shows.
 pub struct OrderList<'a> {
@@ -236,13 +240,20 @@ pub fn orders(ctx: &Ctx, list: &OrderList) -> String {
 {channel_select}{app_select}
 <input name="from" id="from" value="{from}" placeholder="开始 yyyy-MM-dd HH:mm:ss">
 <input name="to" id="to" value="{to}" placeholder="结束 yyyy-MM-dd HH:mm:ss">
+<label class="check"><input type="checkbox" name="attention" id="attention-only" value="1"{attention}> 只看需要人工处理</label>
 <button type="submit" class="primary" id="search">查询</button>
 <a class="button" href="/admin/orders">重置</a>
 </form>"#,
         q = raw("q"),
         from = raw("from"),
         to = raw("to"),
+        attention = if f.attention { " checked" } else { "" },
     );
+    if f.attention {
+        body.push_str(
+            r#"<p class="banner attention" id="attention-filter">只显示需要人工处理的订单 (如关闭后才到账的支付), 按标记时间从新到旧</p>"#,
+        );
+    }
     if let Some(err) = list.error {
         let _ = write!(body, r#"<p class="flash err" id="error">{}</p>"#, e(err));
         return layout(ctx, "订单", "orders", &body);
@@ -412,12 +423,15 @@ pub fn dashboard(ctx: &Ctx, d: &Dashboard, day_start: i64, day_end: i64) -> Stri
     );
     let _ = write!(
         body,
-        r##"<div class="card" id="attention-count"><h3>需要人工处理</h3><div class="big"><a href="#attention">{}</a></div></div>"##,
+        r##"<div class="card" id="attention-count"><h3>需要人工处理</h3><div class="big"><a href="{ATTENTION_HREF}">{}</a></div></div>"##,
         d.attention.len()
     );
     body.push_str("</section>");
 
-    body.push_str(r#"<h2>需要人工处理的订单</h2>"#);
+    let _ = write!(
+        body,
+        r#"<h2>需要人工处理的订单 <small><a id="attention-list" href="{ATTENTION_HREF}">在订单列表中查看全部</a></small></h2>"#
+    );
     if d.attention.is_empty() {
         body.push_str(r#"<p class="empty" id="attention">无</p>"#);
     } else {

@@ -1,10 +1,10 @@
-//! The page of one order: every field, its close records, a close in progress, and its
-//! notifications with every attempt; the Close / Cancel and Resend buttons.
+//! The page of one order: every field, its refunds, its close records, a close in progress,
+//! and its notifications with every attempt; the Close / Cancel, Refund and Resend forms.
 
 use std::fmt::Write;
 
 use super::{badge, e, layout, opt, yuan, Ctx};
-use crate::domain::PayStatus;
+use crate::domain::{Order, PayStatus, Refund};
 use crate::form;
 use crate::store::admin::{EventHistory, OrderDetail};
 use crate::store::CloseRecord;
@@ -35,6 +35,21 @@ fn event_state_label(state: &str) -> &'static str {
     }
 }
 
+/// A pay order's `refundStatus` (refund-sync.md §2.2), with its code.
+fn refund_state(code: Option<&str>) -> String {
+    let label = match code.unwrap_or("no_refund") {
+        "no_refund" => "未退款",
+        "refunding" => "退款中",
+        "partial_refund" => "部分退款",
+        "refunded" => "全部退款",
+        _ => "未知",
+    };
+    let code = e(code.unwrap_or("no_refund"));
+    format!(
+        r#"<span id="refund-status" data-refund-status="{code}">{label} <small class="muted">{code}</small></span>"#
+    )
+}
+
 pub(super) fn status_label(status: &str) -> String {
     match PayStatus::parse(status) {
         Some(s) => badge(s),
@@ -42,8 +57,9 @@ pub(super) fn status_label(status: &str) -> String {
     }
 }
 
-/// `GET /admin/orders/{orderNo}`; `flash` is the message of the action that led here.
-pub fn order(ctx: &Ctx, d: &OrderDetail, flash: Option<(bool, &str)>) -> String {
+/// `GET /admin/orders/{orderNo}`; `flash` is the message of the action that led here,
+/// `refund_no` the `bizRefundNo` of the refund form.
+pub fn order(ctx: &Ctx, d: &OrderDetail, flash: Option<(bool, &str)>, refund_no: &str) -> String {
     let o = &d.order;
     let mut body = String::new();
     if let Some((ok, msg)) = flash {
@@ -123,7 +139,11 @@ pub fn order(ctx: &Ctx, d: &OrderDetail, flash: Option<(bool, &str)>) -> String 
             yuan(o.refundable_balance.0),
         ),
         ("状态", "status", badge(o.status)),
-        ("退款状态", "refundStatus", opt(o.refund_status.as_deref())),
+        (
+            "退款状态",
+            "refundStatus",
+            refund_state(o.refund_status.as_deref()),
+        ),
         ("分账状态", "allocStatus", opt(o.alloc_status.as_deref())),
         ("支付时间", "payTime", ctx.time_opt(o.pay_time)),
         ("关闭时间", "closeTime", ctx.time_opt(o.close_time)),
@@ -148,6 +168,10 @@ pub fn order(ctx: &Ctx, d: &OrderDetail, flash: Option<(bool, &str)>) -> String 
     }
     body.push_str("</table>");
 
+    body.push_str("<h2>退款</h2>");
+    refund_form(ctx, &mut body, o, refund_no);
+    refunds(ctx, &mut body, &d.refunds);
+
     // Close records.
     body.push_str("<h2>关闭记录</h2>");
     close_records(ctx, &mut body, &d.close_records);
@@ -163,6 +187,68 @@ pub fn order(ctx: &Ctx, d: &OrderDetail, flash: Option<(bool, &str)>) -> String 
         event(ctx, &mut body, h);
     }
     layout(ctx, &format!("订单 {}", o.order_no), "orders", &body)
+}
+
+/// The refund form of a paid order with money left to give back: the amount in yuan and a
+/// reason, under the refund number `refund_no` (a form sent twice is one refund).
+fn refund_form(ctx: &Ctx, body: &mut String, o: &Order, refund_no: &str) {
+    let balance = yuan(o.refundable_balance.0);
+    let refunded = o.refund_status.as_deref() == Some("refunded");
+    if o.status != PayStatus::Success || refunded || o.refundable_balance.0 <= 0 {
+        let why = match o.status {
+            PayStatus::Success => "没有可退余额",
+            _ => "只有支付成功的订单可以退款",
+        };
+        let _ = write!(
+            body,
+            r#"<p class="muted" id="no-refund">{why} · 可退余额 <b id="refundable">{balance}</b></p>"#
+        );
+        return;
+    }
+    let _ = write!(
+        body,
+        r#"<form class="refund" id="refund-form" method="post" action="/admin/orders/{no}/refund">{csrf}<input type="hidden" name="bizRefundNo" value="{refund_no}">
+<span>可退余额 <b id="refundable">{balance}</b></span>
+<label for="refund-amount">退款金额 (元)</label>
+<input id="refund-amount" name="amount" required inputmode="decimal" autocomplete="off" pattern="[0-9]+(\.[0-9]{{1,2}})?" title="以元为单位, 最多两位小数" placeholder="最多 {max}">
+<label for="refund-reason">退款原因</label>
+<input id="refund-reason" name="reason" maxlength="150" autocomplete="off">
+<button type="submit" class="danger" id="refund">退款</button>
+</form>"#,
+        no = form::encode(&o.order_no),
+        csrf = ctx.csrf_field(),
+        refund_no = e(refund_no),
+        max = o.refundable_balance.to_yuan_fixed(),
+    );
+}
+
+/// The order's refunds, oldest first.
+fn refunds(ctx: &Ctx, body: &mut String, refunds: &[Refund]) {
+    if refunds.is_empty() {
+        body.push_str(r#"<p class="empty" id="refunds">没有退款</p>"#);
+        return;
+    }
+    body.push_str(
+        r#"<table id="refunds"><thead><tr><th>退款号</th><th>商户退款号</th><th class="num">金额</th><th>状态</th><th>通道退款号</th><th>原因</th><th>错误信息</th><th>客户端 IP</th><th>创建时间</th><th>完成时间</th></tr></thead><tbody>"#,
+    );
+    for r in refunds {
+        let status = r.status.as_str();
+        let _ = write!(
+            body,
+            r#"<tr data-refund="{no}" data-status="{status}"><td class="mono">{no}</td><td class="mono">{biz}</td><td class="num">{amount}</td><td><span class="st st-{status}">{label}</span></td><td class="mono">{out}</td><td>{reason}</td><td>{err}</td><td class="mono">{ip}</td><td>{created}</td><td>{finished}</td></tr>"#,
+            no = e(&r.refund_no),
+            biz = e(&r.biz_refund_no),
+            amount = yuan(r.amount.0),
+            label = r.status.label(),
+            out = opt(r.out_refund_no.as_deref()),
+            reason = opt(r.reason.as_deref()),
+            err = opt(r.error_msg.as_deref()),
+            ip = opt(r.client_ip.as_deref()),
+            created = ctx.time(r.created_at),
+            finished = ctx.time_opt(r.finish_time),
+        );
+    }
+    body.push_str("</tbody></table>");
 }
 
 fn close_records(ctx: &Ctx, body: &mut String, records: &[CloseRecord]) {

@@ -3,7 +3,9 @@
 //! A page is a walk down one index ordered by `created_at` (the one the filter narrows most),
 //! fetched in two steps: the ids of the page from the index alone, then those rows. Counts come
 //! from `admin_order_count` for whole UTC days and from the orders themselves only for the
-//! partial days at the edges of a time range.
+//! partial days at the edges of a time range. The needs-attention filter walks the partial
+//! index `pay_order_attention` instead (newest flag first), and counts the flagged orders
+//! themselves: there are few.
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -27,6 +29,8 @@ pub struct OrderFilter {
     pub from: Option<i64>,
     /// Created at or before, in ms (inclusive).
     pub to: Option<i64>,
+    /// Only orders flagged for an operator (`attention`), newest flag first.
+    pub attention: bool,
 }
 
 /// Orders per status, in the order of `PayStatus::ALL`.
@@ -130,6 +134,10 @@ impl Where {
             let clause = format!("{} = ?", col("app_id", Lead::App));
             w.and(&clause, [Value::from(app.clone())]);
         }
+        if f.attention {
+            // Written as the partial index's own condition, so that the index can serve it.
+            w.and("attention IS NOT NULL", []);
+        }
         if let Some(q) = &f.q {
             let v = Value::from(q.clone());
             w.and(
@@ -139,7 +147,7 @@ impl Where {
         }
         // Every console index ends in created_at: a time range narrows whichever one leads.
         let created = match lead {
-            Lead::Number => "+created_at",
+            Lead::Number | Lead::Attention => "+created_at",
             _ => "created_at",
         };
         match range {
@@ -168,19 +176,25 @@ enum Lead {
     Any,
     /// The order numbers (multi-index OR over three unique-ish indexes).
     Number,
+    /// The flagged orders (the partial index `pay_order_attention`, by `attention_at`).
+    Attention,
     Status,
     Channel,
     App,
     Time,
 }
 
-/// Which filter's index to walk for `f`: the order numbers when given, else the filter that
+/// Which filter's index to walk for `f`: the order numbers when given, else the flagged orders
+/// when asked for, else the filter that
 /// matches the fewest orders by `admin_order_count`. That bounds a page's walk by the smallest
 /// filter, even when two broad filters have few orders in common (SQLite has no statistics to
 /// see that, and would walk the first index it likes to its end).
 fn choose_lead(c: &Connection, f: &OrderFilter) -> rusqlite::Result<Lead> {
     if f.q.is_some() {
         return Ok(Lead::Number);
+    }
+    if f.attention {
+        return Ok(Lead::Attention);
     }
     let time = f.from.is_some() || f.to.is_some();
     let given = [
@@ -231,8 +245,13 @@ fn order_page(
     let mut w = Where::of(f, true, None, lead);
     w.values.push(Value::from(limit));
     w.values.push(Value::from(offset));
+    let order = match f.attention {
+        true => "attention_at DESC, id DESC",
+        false => "created_at DESC, id DESC",
+    };
     let mut st = c.prepare_cached(&format!(
-        "SELECT id FROM pay_order{} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        "SELECT id FROM {}{} ORDER BY {order} LIMIT ? OFFSET ?",
+        from(lead),
         w.sql
     ))?;
     let ids = st
@@ -248,15 +267,29 @@ fn order_page(
     Ok(orders)
 }
 
+/// The table of a walk led by `lead`: the flagged orders are read through their partial index
+/// by name (SQLite would rather walk the status index to group or sort, over every order).
+fn from(lead: Lead) -> &'static str {
+    match lead {
+        Lead::Attention => "pay_order INDEXED BY pay_order_attention",
+        _ => "pay_order",
+    }
+}
+
 /// Orders per status under `f` (its status ignored): whole UTC days from `admin_order_count`,
 /// the partial days at the edges of the time range from the orders themselves.
 pub(super) fn status_counts(c: &Connection, f: &OrderFilter) -> rusqlite::Result<StatusCounts> {
     let mut counts = StatusCounts::default();
-    if f.q.is_some() {
-        // An order number matches a handful of orders: count them directly.
-        let w = Where::of(f, false, None, Lead::Number);
+    if f.q.is_some() || f.attention {
+        // An order number matches a handful of orders, and few are flagged: count them directly.
+        let lead = match f.q {
+            Some(_) => Lead::Number,
+            None => Lead::Attention,
+        };
+        let w = Where::of(f, false, None, lead);
         let mut st = c.prepare_cached(&format!(
-            "SELECT status, count(*) FROM pay_order{} GROUP BY status",
+            "SELECT status, count(*) FROM {}{} GROUP BY status",
+            from(lead),
             w.sql
         ))?;
         let mut rows = st.query(params_from_iter(w.values))?;
@@ -481,6 +514,96 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_attention_filter_walks_its_index_newest_flag_first() {
+        let mut orders = Vec::new();
+        for i in 0..60i64 {
+            let status = if i % 2 == 0 { "success" } else { "close" };
+            let app = if i % 3 == 0 { "A" } else { "B" };
+            orders.push((i * 1000, status, app, Some("sandbox")));
+        }
+        let c = db(&orders);
+        // Every fifth order is flagged, the older ones later.
+        for i in (0..60).step_by(5) {
+            c.execute(
+                "UPDATE pay_order SET attention = 'late', attention_at = ?2 WHERE order_no = ?1",
+                params![format!("P{i}"), 100_000 - i],
+            )
+            .unwrap();
+        }
+        let nos = |sql: &str, values: Vec<Value>| -> Vec<String> {
+            let mut st = c.prepare(sql).unwrap();
+            let rows = st
+                .query_map(params_from_iter(values), |r| r.get(0))
+                .unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        for app in [None, Some("A")] {
+            for status in [None, Some(PayStatus::Success), Some(PayStatus::Close)] {
+                for from in [None, Some(20_000)] {
+                    let f = OrderFilter {
+                        attention: true,
+                        app_id: app.map(str::to_string),
+                        status,
+                        from,
+                        ..OrderFilter::default()
+                    };
+                    assert_eq!(choose_lead(&c, &f).unwrap(), Lead::Attention);
+                    assert_eq!(status_counts(&c, &f).unwrap(), brute(&c, &f), "{f:?}");
+                    let w = Where::of(&f, true, None, Lead::Any);
+                    let expected = nos(
+                        &format!(
+                            "SELECT order_no FROM pay_order{} ORDER BY attention_at DESC",
+                            w.sql
+                        ),
+                        w.values,
+                    );
+                    let got: Vec<String> = order_page(&c, &f, 0, 100)
+                        .unwrap()
+                        .into_iter()
+                        .map(|o| o.order_no)
+                        .collect();
+                    assert_eq!(got, expected, "{f:?}");
+                }
+            }
+        }
+        let f = OrderFilter {
+            attention: true,
+            ..OrderFilter::default()
+        };
+        assert_eq!(status_counts(&c, &f).unwrap().total(), 12);
+        assert_eq!(order_page(&c, &f, 0, 3).unwrap()[0].order_no, "P0");
+        // The page is a walk down the partial index, in its order: no sort.
+        let plan = |sql: &str, values: Vec<Value>| -> String {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = st
+                .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+        };
+        let w = Where::of(&f, true, None, Lead::Attention);
+        let page = plan(
+            &format!(
+                "SELECT id FROM {}{} ORDER BY attention_at DESC, id DESC",
+                from(Lead::Attention),
+                w.sql
+            ),
+            w.values,
+        );
+        assert!(page.contains("pay_order_attention"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "{page}");
+        let w = Where::of(&f, false, None, Lead::Attention);
+        let count = plan(
+            &format!(
+                "SELECT status, count(*) FROM {}{} GROUP BY status",
+                from(Lead::Attention),
+                w.sql
+            ),
+            w.values,
+        );
+        assert!(count.contains("pay_order_attention"), "{count}");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! those rows. Counts per status come from `admin_order_count` (kept by triggers in the same
 //! transaction as every insert and status change) for whole UTC days, and from the orders
 //! themselves only for the partial days at the edges of a time range, so a count never scans a
-//! big table. This file changes no order: the console's actions go through `close` and
-//! `resend_event` like every other caller.
+//! big table. This file changes no order: the console's actions go through `close`, `refund`
+//! and `resend_event` like every other caller.
 
 mod list;
 
@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::outbox::{attempts, row_to_event, EVENT_COLS};
 use super::{close_records, row_to_order, CloseRecord, EventInfo, Store, ORDER_COLS};
-use crate::domain::{Amount, Order};
+use crate::domain::{Amount, Order, Refund};
 use crate::error::Error;
 use list::status_counts;
 pub use list::{OrderFilter, StatusCounts};
@@ -44,6 +44,8 @@ pub struct OrderDetail {
     pub close_records: Vec<CloseRecord>,
     pub closing: Option<ClosingInfo>,
     pub events: Vec<EventHistory>,
+    /// Its refunds, oldest first.
+    pub refunds: Vec<Refund>,
 }
 
 /// What the dashboard shows.
@@ -116,8 +118,8 @@ impl Store {
         })
     }
 
-    /// An order by its number with its close records, running close, events and attempts,
-    /// read in one snapshot.
+    /// An order by its number with its close records, running close, events and attempts, and
+    /// refunds, read in one snapshot.
     pub fn admin_order(&self, order_no: &str) -> Result<Option<OrderDetail>, Error> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
@@ -131,6 +133,7 @@ impl Store {
                 close_records: close_records(&tx, order.id)?,
                 closing: closing(&tx, order.id)?,
                 events: events(&tx, order.id)?,
+                refunds: super::refunds::refunds_of_order(&tx, order.id)?,
                 order,
             };
             Ok(Some(detail))
