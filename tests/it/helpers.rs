@@ -262,6 +262,40 @@ impl TestServer {
         }
     }
 
+    /// Sends `signal` (`TERM`, `INT`, …) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("a running server");
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
+    /// Waits (at most `within`) for the running process to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut p = self.proc.take().expect("a running server");
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = p.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+                panic!(
+                    "the server still ran {within:?} later; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(d) = p.drain.take() {
+            let _ = d.join();
+        }
+        status
+    }
+
     /// The process id of the running server.
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(|p| p.child.id())

@@ -28,6 +28,7 @@ mod query;
 mod refund;
 mod refund_better;
 mod secrets;
+mod shutdown;
 mod signature;
 mod sim;
 mod stalls;
