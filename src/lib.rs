@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod html;
 pub mod http;
 pub mod inflight;
+pub mod metrics;
 pub mod notify;
 pub mod refund;
 pub mod router;
