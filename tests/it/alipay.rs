@@ -84,7 +84,7 @@ pub fn qr_order(srv: &TestServer, app: &App, biz: &str) -> (String, String) {
     )
 }
 
-fn the_url() -> String {
+pub fn the_url() -> String {
     "http://127.0.0.1:9".to_string()
 }
 
@@ -301,7 +301,7 @@ fn a_qr_code_is_precreated_once_and_a_verified_notice_pays_the_order() {
     assert_eq!(srv.status(&app, "QR1"), "success");
 }
 
-fn notice_url(srv: &TestServer) -> String {
+pub fn notice_url(srv: &TestServer) -> String {
     format!("{}/callback/ali_pay/A_ALI", srv.base_url())
 }
 

@@ -16,6 +16,20 @@
 //! gateway key; a `Mode` per method hangs, drops or forges the signature, re-serialises or
 //! duplicates the node, or fails. Payment notices are V1-signed and retried on a schedule until
 //! the reply is `200` with the body exactly `success`.
+//!
+//! Refunds (refund-sync.md §9.4): `alipay.trade.refund` keeps a book per paid trade (one
+//! `out_request_no` = one refund; `fund_change` `Y` the first time, `N` on a repeat; another
+//! amount for a known request number → `ACQ.DISCORDANT_REPEAT_REQUEST`; a total above the
+//! trade's amount → `ACQ.REASON_TRADE_REFUND_FEE_ERR`; no trade → `ACQ.TRADE_NOT_EXIST`, an
+//! unpaid one → `ACQ.TRADE_STATUS_ERROR`; refunded in full → `TRADE_CLOSED`, `send_pay_date`
+//! kept). `Mode::Unconfirmed` accepts refunds without confirming them (`fund_change` `N`, and the
+//! query answers without `refund_status` until `confirm_refund`). The query
+//! `alipay.trade.fastpay.refund.query` answers `REFUND_SUCCESS` with `refund_amount` (and
+//! `gmt_refund_pay` when `query_options` asks for it), or no `refund_status` for a request number
+//! it does not know (or has not confirmed). `refund_notice` sends the refund notice of a booked
+//! refund (`TRADE_SUCCESS` + `refund_fee`, `gmt_refund`, `out_biz_no`; `TRADE_CLOSED` once refunded
+//! in full). The times of refund calls per trade are kept (`refund_spacing_violations`: Alipay
+//! wants them 3 s apart).
 
 #![allow(dead_code)]
 
@@ -58,6 +72,9 @@ pub enum Mode {
     /// `n` signed `40004 ACQ.SYSTEM_ERROR` answers (with `retry_flag: Y` for cancel), not
     /// applied, then `Normal`.
     RetryThenNormal(u32),
+    /// `alipay.trade.refund` only: a new refund is booked but not confirmed (`fund_change` `N`;
+    /// the query answers without `refund_status`) until `confirm_refund`.
+    Unconfirmed,
 }
 
 /// The fake gateway; dropping it stops the server, hanging requests and notifiers.
@@ -86,6 +103,8 @@ struct State {
     bad_signatures: usize,
     notices: HashMap<String, Vec<(u16, String)>>,
     schedule: Vec<Duration>,
+    /// When `alipay.trade.refund` was called, per `out_trade_no` (every call, whatever it got).
+    refund_calls: HashMap<String, Vec<i64>>,
 }
 
 /// What precreate (or a page URL) recorded, and the trade once the buyer scanned / logged in.
@@ -107,13 +126,28 @@ struct Trade {
     created_ms: i64,
     paid_ms: Option<i64>,
     notice: Option<Params>,
+    refunds: Vec<FakeRefund>,
+}
+
+/// One refund in a trade's book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeRefund {
+    pub out_request_no: String,
+    pub cents: u64,
+    pub reason: Option<String>,
+    /// When it was booked.
+    pub at_ms: i64,
+    /// When the money went back (`gmt_refund_pay`); `None` while unconfirmed.
+    pub paid_ms: Option<i64>,
 }
 
 const SELLER_ID: &str = "2088102177846880";
 const BUYER_ID: &str = "2088102534368455";
 const BUYER_LOGON_ID: &str = "xud***@126.com";
 const HTML: &str = "text/html;charset=utf-8";
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 8] = [
+    "alipay.trade.refund",
+    "alipay.trade.fastpay.refund.query",
     "alipay.trade.precreate",
     "alipay.trade.query",
     "alipay.trade.close",
@@ -329,6 +363,12 @@ impl Shared {
             let mut st = self.state();
             *st.calls.entry(method.clone()).or_default() += 1;
             st.last.insert(method.clone(), params.clone());
+            if method == "alipay.trade.refund" {
+                let biz = serde_json::from_str(get(&params, "biz_content").unwrap_or(""));
+                let no = biz_text(&biz.unwrap_or(Value::Null), "out_trade_no");
+                let times = st.refund_calls.entry(no.unwrap_or_default()).or_default();
+                times.push(now_ms());
+            }
         }
         if let Err(answer) = self.check(&method, &params) {
             return respond(req, self.render(&answer, &Mode::Normal));
@@ -358,7 +398,7 @@ impl Shared {
                 }
                 f
             }
-            _ => self.operate(&method, &params),
+            _ => self.operate(&method, &params, mode == Mode::Unconfirmed),
         };
         if mode == Mode::Hang {
             while !self.sleep(Duration::from_secs(3600)) {}
@@ -453,8 +493,9 @@ impl Shared {
         }
     }
 
-    /// A verified API call's effect, and its answer's fields.
-    fn operate(&self, method: &str, params: &[(String, String)]) -> Params {
+    /// A verified API call's effect, and its answer's fields; `unconfirmed`: a new refund is
+    /// booked without being confirmed.
+    fn operate(&self, method: &str, params: &[(String, String)], unconfirmed: bool) -> Params {
         let biz: Value = match serde_json::from_str(get(params, "biz_content").unwrap_or("")) {
             Ok(v @ Value::Object(_)) => v,
             _ => return failure("40002", "isv.invalid-parameter", "参数无效: biz_content"),
@@ -491,6 +532,8 @@ impl Shared {
             ("trade_no", t.trade_no.as_str()),
         ];
         match method {
+            "alipay.trade.refund" => book_refund(o, &biz, unconfirmed),
+            "alipay.trade.fastpay.refund.query" => refund_state(o, &biz),
             "alipay.trade.query" => {
                 let paid = t.paid_ms.map(|_| yuan(o.cents)).unwrap_or("0.00".into());
                 let send_pay_date = t.paid_ms.map(cst).unwrap_or_default();
@@ -614,6 +657,95 @@ impl Shared {
     }
 }
 
+/// `alipay.trade.refund` of the order's trade: books the refund (or answers a repeat).
+fn book_refund(o: &mut Order, biz: &Value, unconfirmed: bool) -> Params {
+    let t = o.trade.as_mut().unwrap();
+    if t.paid_ms.is_none() {
+        return fail("ACQ.TRADE_STATUS_ERROR", "交易状态不合法");
+    }
+    if t.status == "TRADE_FINISHED" {
+        return fail("ACQ.TRADE_HAS_FINISHED", "交易已完结");
+    }
+    let Some(cents) = biz_text(biz, "refund_amount").and_then(|a| parse_cents(&a)) else {
+        return invalid_parameter("refund_amount");
+    };
+    // Alipay's default request number is the trade's own (a full refund at once).
+    let request_no = biz_text(biz, "out_request_no").unwrap_or_else(|| o.out_trade_no.clone());
+    let booked: u64 = t.refunds.iter().map(|r| r.cents).sum();
+    let known = t
+        .refunds
+        .iter()
+        .position(|r| r.out_request_no == request_no);
+    let fund_change = match known {
+        Some(i) if t.refunds[i].cents != cents => {
+            return fail("ACQ.DISCORDANT_REPEAT_REQUEST", "请求信息不一致")
+        }
+        Some(_) => "N",
+        None if booked + cents > o.cents => {
+            return fail("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限")
+        }
+        None => {
+            let now = now_ms();
+            t.refunds.push(FakeRefund {
+                out_request_no: request_no.clone(),
+                cents,
+                reason: biz_text(biz, "refund_reason"),
+                at_ms: now,
+                paid_ms: (!unconfirmed).then_some(now),
+            });
+            if booked + cents == o.cents {
+                t.status = "TRADE_CLOSED".into();
+            }
+            if unconfirmed {
+                "N"
+            } else {
+                "Y"
+            }
+        }
+    };
+    let r = t.refunds.iter().find(|r| r.out_request_no == request_no);
+    let gmt_refund_pay = r.and_then(|r| r.paid_ms).map(cst).unwrap_or_default();
+    let refunded = t.refunds.iter().map(|r| r.cents).sum();
+    #[rustfmt::skip]
+    let f = success(&[
+        ("buyer_logon_id", BUYER_LOGON_ID), ("buyer_user_id", BUYER_ID),
+        ("fund_change", fund_change), ("gmt_refund_pay", &gmt_refund_pay),
+        ("out_trade_no", &o.out_trade_no), ("refund_fee", &yuan(refunded)),
+        ("send_back_fee", &yuan(cents)), ("trade_no", &t.trade_no),
+    ]);
+    f.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+/// `alipay.trade.fastpay.refund.query` of one request number of the order's trade.
+fn refund_state(o: &Order, biz: &Value) -> Params {
+    let t = o.trade.as_ref().unwrap();
+    let request_no = biz_text(biz, "out_request_no").unwrap_or_else(|| o.out_trade_no.clone());
+    let mut f = success(&[
+        ("out_request_no", &request_no),
+        ("out_trade_no", &o.out_trade_no),
+        ("trade_no", &t.trade_no),
+    ]);
+    let found = t.refunds.iter().find(|r| r.out_request_no == request_no);
+    // Unknown, or not confirmed yet: "退款请求未收到或者退款失败" — no refund_status.
+    let Some((r, paid_ms)) = found.and_then(|r| Some((r, r.paid_ms?))) else {
+        return f;
+    };
+    let options = biz["query_options"].as_array().cloned().unwrap_or_default();
+    let asked = |what: &str| options.iter().any(|v| v == what);
+    f.extend(pairs(&[
+        ("refund_amount", &yuan(r.cents)),
+        ("refund_status", "REFUND_SUCCESS"),
+        ("total_amount", &yuan(o.cents)),
+    ]));
+    if let Some(reason) = &r.reason {
+        f.push(("refund_reason".into(), reason.clone()));
+    }
+    if asked("gmt_refund_pay") {
+        f.push(("gmt_refund_pay".into(), cst(paid_ms)));
+    }
+    f
+}
+
 /// A trade past its `time_expire` and still unpaid is closed by Alipay.
 fn settle(o: &mut Order) {
     if let (Some(t), Some(exp)) = (o.trade.as_mut(), o.expire_ms) {
@@ -645,6 +777,7 @@ fn open_trade(o: &mut Order) -> Result<(), String> {
         created_ms: now,
         paid_ms: None,
         notice: None,
+        refunds: Vec::new(),
     });
     Ok(())
 }
@@ -893,6 +1026,108 @@ impl FakeAlipay {
     /// The same as `expire_trade`.
     pub fn close_trade(&self, out_trade_no: &str) {
         self.expire_trade(out_trade_no)
+    }
+
+    /// The refund book of the trade, oldest first (empty when there is no trade).
+    pub fn refunds(&self, out_trade_no: &str) -> Vec<FakeRefund> {
+        let st = self.shared.state();
+        let trade = st.orders.get(out_trade_no).and_then(|o| o.trade.as_ref());
+        trade.map(|t| t.refunds.clone()).unwrap_or_default()
+    }
+
+    /// Alipay pays an unconfirmed refund out: the query reports it from now on. Panics when
+    /// the trade has no such refund.
+    pub fn confirm_refund(&self, out_trade_no: &str, out_request_no: &str) {
+        self.with_order(out_trade_no, "confirm_refund", |o| {
+            let t = o.trade.as_mut().ok_or("no trade")?;
+            let r = t
+                .refunds
+                .iter_mut()
+                .find(|r| r.out_request_no == out_request_no);
+            let r = r.ok_or_else(|| format!("no refund {out_request_no}"))?;
+            r.paid_ms.get_or_insert_with(now_ms);
+            Ok(())
+        })
+    }
+
+    /// A refund made outside the API (in Alipay's merchant console, say): booked and paid at
+    /// once, under `out_request_no`, without any call. Panics past the trade's amount.
+    pub fn refund_outside(&self, out_trade_no: &str, out_request_no: &str, cents: u64) {
+        self.with_order(out_trade_no, "refund_outside", |o| {
+            let total = o.cents;
+            let t = o.trade.as_mut().filter(|t| t.paid_ms.is_some());
+            let t = t.ok_or("the trade was not paid")?;
+            let booked: u64 = t.refunds.iter().map(|r| r.cents).sum();
+            if booked + cents > total {
+                return Err("past the trade's amount".into());
+            }
+            let now = now_ms();
+            t.refunds.push(FakeRefund {
+                out_request_no: out_request_no.into(),
+                cents,
+                reason: None,
+                at_ms: now,
+                paid_ms: Some(now),
+            });
+            if booked + cents == total {
+                t.status = "TRADE_CLOSED".into();
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends the refund notice of a paid-out refund of the book, as Alipay does: the payment
+    /// notice's fields with `refund_fee` (all paid-out refunds of the trade), `gmt_refund` (with
+    /// milliseconds), `out_biz_no`; `trade_status` `TRADE_CLOSED` and `gmt_close` once the
+    /// trade is refunded in full. Retried like any notice; returns the params sent. Panics for
+    /// a refund that is not booked or not paid out.
+    pub fn refund_notice(&self, out_trade_no: &str, out_request_no: &str) -> Params {
+        let (refund_fee, paid_ms, closed) = self.with_order(out_trade_no, "refund_notice", |o| {
+            let t = o.trade.as_ref().ok_or("no trade")?;
+            let r = t
+                .refunds
+                .iter()
+                .find(|r| r.out_request_no == out_request_no);
+            let paid_ms = r.and_then(|r| r.paid_ms).ok_or("no such paid-out refund")?;
+            let paid: u64 = t
+                .refunds
+                .iter()
+                .filter(|r| r.paid_ms.is_some())
+                .map(|r| r.cents)
+                .sum();
+            Ok((yuan(paid), paid_ms, paid == o.cents))
+        });
+        let gmt = format!("{}.{:03}", cst(paid_ms), paid_ms.rem_euclid(1000));
+        let mut changes = vec![
+            ("refund_fee", refund_fee.as_str()),
+            ("gmt_refund", gmt.as_str()),
+            ("out_biz_no", out_request_no),
+        ];
+        if closed {
+            changes.push(("trade_status", "TRADE_CLOSED"));
+            changes.push(("gmt_close", &gmt[..19]));
+        }
+        self.notify(out_trade_no, &changes)
+    }
+
+    /// Calls of `alipay.trade.refund` for the trade less than 3 s after the one before.
+    pub fn refund_spacing_violations(&self, out_trade_no: &str) -> usize {
+        let st = self.shared.state();
+        let times = st
+            .refund_calls
+            .get(out_trade_no)
+            .cloned()
+            .unwrap_or_default();
+        times.windows(2).filter(|w| w[1] - w[0] < 3000).count()
+    }
+
+    /// When `alipay.trade.refund` was called for the trade (every call).
+    pub fn refund_call_times(&self, out_trade_no: &str) -> Vec<i64> {
+        let st = self.shared.state();
+        st.refund_calls
+            .get(out_trade_no)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -1362,5 +1597,206 @@ fn fake_alipay_notifications_retry_until_success() {
         Some(()).filter(|_| got.lock().unwrap().len() == 5)
     });
     assert_eq!(form::parse(&got.lock().unwrap()[4]), p);
+    server.unblock();
+}
+
+fn biz_call(fake: &FakeAlipay, method: &str, biz: &str) -> Value {
+    verified(&send(fake, request_params(method, biz)), method)
+}
+
+#[test]
+fn fake_alipay_refund_book_and_query() {
+    let fake = FakeAlipay::start(APP);
+    precreate(&fake, "F1", now_ms() + HOUR_MS, "");
+    let refund = |no: &str, amount: &str| {
+        let biz = format!(
+            r#"{{"out_trade_no":"F1","refund_amount":"{amount}","out_request_no":"{no}","refund_reason":"退货"}}"#
+        );
+        biz_call(&fake, "alipay.trade.refund", &biz)
+    };
+    let query = |no: &str, options: &str| {
+        let biz = format!(r#"{{"out_trade_no":"F1","out_request_no":"{no}"{options}}}"#);
+        biz_call(&fake, "alipay.trade.fastpay.refund.query", &biz)
+    };
+    let pay_date = r#","query_options":["gmt_refund_pay"]"#;
+    has(
+        &refund("R1", "0.03"),
+        "code=40004 sub_code=ACQ.TRADE_NOT_EXIST",
+    );
+    fake.scan("F1");
+    has(&refund("R1", "0.03"), "sub_code=ACQ.TRADE_STATUS_ERROR");
+    let trade_no = fake.pay("F1");
+    // A refusal on request is not booked.
+    fake.set_mode(
+        "alipay.trade.refund",
+        Mode::Fail {
+            code: "40004".into(),
+            sub_code: "ACQ.SELLER_BALANCE_NOT_ENOUGH".into(),
+            sub_msg: "卖家余额不足".into(),
+            signed: true,
+        },
+    );
+    has(
+        &refund("R1", "0.03"),
+        "sub_code=ACQ.SELLER_BALANCE_NOT_ENOUGH",
+    );
+    assert!(fake.refunds("F1").is_empty());
+    fake.set_mode("alipay.trade.refund", Mode::Normal);
+    let v = refund("R1", "0.03");
+    has(
+        &v,
+        &format!("code=10000 fund_change=Y refund_fee=0.03 send_back_fee=0.03 out_trade_no=F1 trade_no={trade_no}"),
+    );
+    let paid = v["gmt_refund_pay"].as_str().unwrap().to_string();
+    assert!((sys::parse_time(&paid, UtcOffset::CST).unwrap() - now_ms()).abs() < 5000);
+    // A repeat: the same refund, no money moves.
+    has(
+        &refund("R1", "0.03"),
+        "code=10000 fund_change=N refund_fee=0.03",
+    );
+    has(
+        &refund("R1", "0.04"),
+        "code=40004 sub_code=ACQ.DISCORDANT_REPEAT_REQUEST",
+    );
+    has(
+        &refund("R2", "0.08"),
+        "sub_code=ACQ.REASON_TRADE_REFUND_FEE_ERR",
+    );
+    let q = query("R1", pay_date);
+    has(
+        &q,
+        "code=10000 refund_status=REFUND_SUCCESS refund_amount=0.03 out_request_no=R1 out_trade_no=F1 total_amount=0.10 refund_reason=退货",
+    );
+    assert_eq!(q["gmt_refund_pay"], paid.as_str());
+    has(
+        &query("R1", ""),
+        "refund_status=REFUND_SUCCESS gmt_refund_pay=",
+    );
+    has(
+        &query("R9", pay_date),
+        "code=10000 out_request_no=R9 out_trade_no=F1 refund_status= refund_amount=",
+    );
+    // Accepted, not confirmed: fund_change N, no refund_status until confirmed.
+    fake.set_mode("alipay.trade.refund", Mode::Unconfirmed);
+    has(
+        &refund("R2", "0.07"),
+        "code=10000 fund_change=N refund_fee=0.10 gmt_refund_pay=",
+    );
+    assert_eq!(fake.trade_status("F1").as_deref(), Some("TRADE_CLOSED"));
+    has(
+        &query("R2", pay_date),
+        "code=10000 refund_status= refund_amount=",
+    );
+    has(&refund("R2", "0.07"), "code=10000 fund_change=N");
+    fake.confirm_refund("F1", "R2");
+    has(
+        &query("R2", pay_date),
+        "refund_status=REFUND_SUCCESS refund_amount=0.07",
+    );
+    let book: Vec<(String, u64)> = fake
+        .refunds("F1")
+        .into_iter()
+        .map(|r| (r.out_request_no, r.cents))
+        .collect();
+    assert_eq!(book, vec![("R1".to_string(), 3), ("R2".to_string(), 7)]);
+    // Still paid at the query: TRADE_CLOSED with send_pay_date.
+    let q = call(&fake, "alipay.trade.query", "F1");
+    has(&q, "trade_status=TRADE_CLOSED");
+    assert!(q["send_pay_date"].is_string());
+    let biz = r#"{"out_trade_no":"NOPE","out_request_no":"R1"}"#;
+    has(
+        &biz_call(&fake, "alipay.trade.fastpay.refund.query", biz),
+        "code=40004 sub_code=ACQ.TRADE_NOT_EXIST",
+    );
+    // Every call counted, whatever it got; all of them within 3 s of the one before.
+    assert_eq!(fake.calls("alipay.trade.refund"), 9);
+    assert_eq!(fake.refund_call_times("F1").len(), 9);
+    assert_eq!(fake.refund_spacing_violations("F1"), 8);
+    assert_eq!(fake.bad_signatures(), 0);
+}
+
+#[test]
+fn fake_alipay_refund_modes_apply_or_not() {
+    let fake = FakeAlipay::start(APP);
+    precreate(&fake, "G1", now_ms() + HOUR_MS, "");
+    fake.pay("G1");
+    let m = "alipay.trade.refund";
+    let biz = |no: &str| {
+        format!(r#"{{"out_trade_no":"G1","refund_amount":"0.01","out_request_no":"{no}"}}"#)
+    };
+    // A forged or missing signature: the refund was made all the same.
+    for (no, mode) in [("F", Mode::ForgedSign), ("U", Mode::Unsigned)] {
+        fake.set_mode(m, mode);
+        let body = send(&fake, request_params(m, &biz(no)));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let text = node_text(&body, "alipay_trade_refund_response").unwrap();
+        let ok = v["sign"]
+            .as_str()
+            .is_some_and(|s| gateway_public().verify_b64(text.as_bytes(), s));
+        assert!(!ok, "{body}");
+    }
+    // A hang: booked, never answered.
+    fake.set_mode(m, Mode::Hang);
+    let (url, p) = (fake.url.clone(), request_params(m, &biz("H")));
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .build();
+    assert!(signed_request(&agent, &url, p).is_none());
+    let booked: Vec<String> = fake
+        .refunds("G1")
+        .into_iter()
+        .map(|r| r.out_request_no)
+        .collect();
+    assert_eq!(booked, ["F", "U", "H"]);
+}
+
+#[test]
+fn fake_alipay_refund_notices() {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let url = format!("http://{}/notify", server.server_addr().to_ip().unwrap());
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (srv, g) = (server.clone(), got.clone());
+    thread::spawn(move || {
+        for mut req in srv.incoming_requests() {
+            let mut body = String::new();
+            let _ = req.as_reader().read_to_string(&mut body);
+            g.lock().unwrap().push(body);
+            let _ = req.respond(tiny_http::Response::from_string("success"));
+        }
+    });
+    let fake = FakeAlipay::start(APP);
+    precreate(&fake, "RN1", now_ms() + HOUR_MS, &url);
+    let trade_no = fake.pay("RN1");
+    let biz = r#"{"out_trade_no":"RN1","refund_amount":"0.04","out_request_no":"Q1"}"#;
+    has(
+        &biz_call(&fake, "alipay.trade.refund", biz),
+        "fund_change=Y",
+    );
+    let key = gateway_public();
+    let p = fake.refund_notice("RN1", "Q1");
+    for (k, want) in [
+        ("trade_status", "TRADE_SUCCESS"),
+        ("refund_fee", "0.04"),
+        ("out_biz_no", "Q1"),
+        ("total_amount", "0.10"),
+        ("trade_no", trade_no.as_str()),
+    ] {
+        assert_eq!(get(&p, k), Some(want), "{k}");
+    }
+    let gmt = get(&p, "gmt_refund").unwrap();
+    assert_eq!(gmt.len(), 23, "{gmt} has milliseconds");
+    assert!(key.verify_b64(notice_canonical(&p).as_bytes(), get(&p, "sign").unwrap()));
+    // The rest refunded in Alipay's console: the full refund's notice closes the trade.
+    fake.refund_outside("RN1", "C1", 6);
+    let p = fake.refund_notice("RN1", "C1");
+    assert_eq!(get(&p, "trade_status"), Some("TRADE_CLOSED"));
+    assert_eq!(get(&p, "refund_fee"), Some("0.10"));
+    assert!(get(&p, "gmt_close").is_some());
+    assert!(key.verify_b64(notice_canonical(&p).as_bytes(), get(&p, "sign").unwrap()));
+    let bodies = crate::helpers::wait_for("three notices", || {
+        Some(got.lock().unwrap().clone()).filter(|b| b.len() == 3)
+    });
+    // Each notice has its own notifier: the two refund notices may arrive in either order.
+    assert!(bodies.iter().any(|b| form::parse(b) == p));
     server.unblock();
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod alipay;
 mod alipay_close;
+mod alipay_refund;
 mod backup;
 mod cli;
 mod close;

@@ -6,13 +6,18 @@
 //!   Alipay itself refuses a late payment.
 //! - close / cancel: `alipay.trade.close` / `alipay.trade.cancel`, mapped as channels.md §A6
 //!   says (`close_outcome`); query: `alipay.trade.query` (`trade_state`).
-//! - notifications: `POST /callback/ali_pay/{appId}` (`notify`).
+//! - refunds: `alipay.trade.refund` with the refund's `refundNo` as `out_request_no`, and
+//!   `alipay.trade.fastpay.refund.query`, mapped as refund-sync.md §9.2 says (`refund`); refunds
+//!   of one order 3 s apart, the first query 10 s after a send.
+//! - notifications: `POST /callback/ali_pay/{appId}` (`notify`): payments, and the refund
+//!   notices Alipay sends through the same notification.
 //!
 //! Every reply is verified over its raw bytes; one that does not verify is an unknown outcome
 //! and changes no order. Settings per app: `settings` (`unipay channel set … ali_pay`).
 
 mod gateway;
 mod notify;
+pub mod refund;
 pub mod settings;
 pub mod sign;
 
@@ -25,8 +30,8 @@ use self::settings::Settings;
 use super::client::Client;
 use super::settings::Cache;
 use super::{Channel, PayExtra, PayStart, TradeState};
-use crate::domain::{ChannelCloseOutcome, CloseType, Order};
-use crate::error::Error;
+use crate::domain::{ChannelCloseOutcome, CloseType, Order, Refund, RefundAnswer};
+use crate::error::{Error, MSG_ALIPAY_REFUND_QUERY_TOO_SOON};
 use crate::form;
 use crate::http::{Request, Response};
 use crate::store::Store;
@@ -37,6 +42,9 @@ pub const NAME: &str = "ali_pay";
 
 /// The pay methods Alipay takes here.
 const METHODS: &[&str] = &["qrcode", "wap", "web"];
+
+/// 20021 for an app whose Alipay settings are turned off (DaxPay's words, refund-sync.md §3.6).
+pub const MSG_DISABLED: &str = "支付宝支付通道未启用";
 
 /// Most calls of a cancel that Alipay asks to retry (`retry_flag=Y`).
 const CANCEL_TRIES: usize = 3;
@@ -63,6 +71,14 @@ impl AliPay {
             client,
             public_url,
         }
+    }
+
+    /// The app's settings when they are set and enabled (20023 / 20021).
+    fn enabled(&self, app_id: &str) -> Result<Arc<Settings>, Error> {
+        self.settings.get(app_id).map_err(|e| match e {
+            Error::ChannelDisabled(_) => Error::ChannelDisabled(MSG_DISABLED),
+            other => other,
+        })
     }
 
     /// Where Alipay sends the payment notifications of an app's orders.
@@ -161,7 +177,7 @@ impl Channel for AliPay {
     }
 
     fn check_pay(&self, app_id: &str, method: &str, _: &PayExtra) -> Result<(), Error> {
-        self.settings.get(app_id)?;
+        self.enabled(app_id)?;
         if !METHODS.contains(&method) {
             return Err(Error::Unsupported(format!("{NAME} {method}")));
         }
@@ -169,7 +185,7 @@ impl Channel for AliPay {
     }
 
     fn start(&self, order: &Order, extra: &PayExtra) -> Result<PayStart, Error> {
-        let s = self.settings.get(&order.app_id)?;
+        let s = self.enabled(&order.app_id)?;
         if order.method.as_deref() != Some("qrcode") {
             let pay_body = self
                 .page_url(&s, order, extra.quit_url.as_deref())
@@ -312,6 +328,29 @@ impl Channel for AliPay {
                 &format!("unknown trade_status {}", other.unwrap_or("(none)")),
             )),
         }
+    }
+
+    fn check_refund(&self, app_id: &str) -> Result<(), Error> {
+        self.enabled(app_id).map(|_| ())
+    }
+
+    fn refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        self.send_refund(order, refund)
+    }
+
+    fn query_refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        self.query_refund_state(order, refund)
+    }
+
+    fn refund_spacing(&self) -> (i64, i64) {
+        (refund::SEND_SPACING_MS, refund::QUERY_AFTER_MS)
+    }
+
+    fn refund_sync_too_soon(&self, refund: &Refund, now: i64) -> Option<&'static str> {
+        let since = now - refund.last_send_at?;
+        (0..refund::QUERY_AFTER_MS)
+            .contains(&since)
+            .then_some(MSG_ALIPAY_REFUND_QUERY_TOO_SOON)
     }
 
     fn callback(&self, app_id: &str, req: &Request) -> Response {
