@@ -33,6 +33,8 @@ pub enum Error {
     SyncBusy(&'static str),
     /// 20080: a sync could not ask the channel, or could not trust its answer.
     SyncFailed(String),
+    /// 20080: a sync asked sooner than the channel allows; the text says when.
+    SyncTooSoon(&'static str),
     /// 20043: a close of this order is already running.
     Closing,
     /// 20044: the order's status does not allow this; the text says why.
@@ -176,7 +178,7 @@ impl Error {
             Error::Unsupported(_) => 20030,
             Error::OrderNotFound | Error::RefundNotFound(_) => 20041,
             Error::SyncBusy(_) => 10507,
-            Error::SyncFailed(_) => 20080,
+            Error::SyncFailed(_) | Error::SyncTooSoon(_) => 20080,
             Error::Closing => 20043,
             Error::TradeStatus(_) => 20044,
             Error::BadSign => 20052,
@@ -198,7 +200,9 @@ impl Error {
             Error::Config(what) | Error::ChannelDisabled(what) => (*what).into(),
             Error::Unsupported(channel) => format!("不支持的能力: {channel}"),
             Error::OrderNotFound => "支付订单不存在".into(),
-            Error::RefundNotFound(what) | Error::SyncBusy(what) => (*what).into(),
+            Error::RefundNotFound(what) | Error::SyncBusy(what) | Error::SyncTooSoon(what) => {
+                (*what).into()
+            }
             Error::SyncFailed(why) => format!("同步失败: {why}"),
             Error::Closing => "支付订单已在关闭中，请勿重复发起".into(),
             Error::TradeStatus(why) => why.clone(),

@@ -13,7 +13,7 @@ use crate::channel::{Channel, Channels};
 use crate::domain::{OrderKey, PayStatus, Refund, RefundAnswer, RefundStatus};
 use crate::error::{Error, MSG_REFUND_NO_EXISTS};
 use crate::inflight::InFlight;
-use crate::store::{CreatedRefund, NewRefund, ReplyMemo, Store};
+use crate::store::{CreatedRefund, NewRefund, ReplyMemo, SendSlot, Store};
 use crate::wire::RefundInput;
 
 const MINUTE: i64 = 60_000;
@@ -157,21 +157,12 @@ impl Refunds<'_> {
             .ok_or(Error::OrderNotFound)?;
         let channel = self.channel(&refund.channel)?;
         let (spacing, first_check) = channel.refund_spacing();
-        if spacing > 0 {
-            if let Some(last) = self.store.last_refund_send(order.id)? {
-                // A send "later" than now means the clock went back: spacing counts from now.
-                let due = last.min(now) + spacing;
-                if now < due {
-                    // The channel's spacing rule: the sweeper sends it when due.
-                    return self.keep(refund, Some(due), now, reply);
-                }
-            }
-        }
-        self.store.refund_sending(refund.id, now)?;
-        let sent = Refund {
-            sends: refund.sends + 1,
-            last_send_at: Some(now),
-            ..refund
+        let sent = match self.store.reserve_refund_send(refund.id, spacing, now)? {
+            SendSlot::Reserved(sent) => sent,
+            // The channel's spacing rule: the sweeper sends it when due.
+            SendSlot::Wait(due) => return self.keep(refund, Some(due), now, reply),
+            // Settled meanwhile (a notification, the sandbox's settle): nothing to send.
+            SendSlot::NotProgress(now_is) => return self.keep(now_is, None, now, reply),
         };
         let mut answer = channel.refund(&order, &sent);
         if matches!(answer, RefundAnswer::Refused(_)) && sent.unknown_sends > 0 {
@@ -219,6 +210,14 @@ impl Refunds<'_> {
         let Some(_claim) = self.busy.try_claim(key) else {
             return Ok((refund.clone(), false));
         };
+        // The copy given may be old (a due list, a sync's read): what it is now decides.
+        let refund = &self
+            .store
+            .refund_by_no(&refund.refund_no)?
+            .ok_or(Error::RefundNotFound(crate::error::MSG_REFUND_NOT_FOUND))?;
+        if refund.status != RefundStatus::Progress {
+            return Ok((refund.clone(), false));
+        }
         let order = self
             .store
             .order_by_no(&refund.order_no)?
@@ -277,6 +276,20 @@ impl Refunds<'_> {
         for refund in due {
             if !keep_going() {
                 break;
+            }
+            // Not sooner after a send than the channel advises (a start-up makes all due).
+            let first_check = self
+                .channels
+                .get(&refund.channel)
+                .map_or(0, |c| c.refund_spacing().1);
+            if let Some(last) = refund
+                .last_send_at
+                .filter(|l| now >= *l && now < l + first_check)
+            {
+                if let Err(e) = self.store.refund_check_at(refund.id, last + first_check) {
+                    log::warn!("refund {}: {e}", refund.refund_no);
+                }
+                continue;
             }
             match self.settle(&refund, now) {
                 Ok((after, true)) => {

@@ -164,7 +164,7 @@ pub fn sync_refund(
         .get(&refund.channel)
         .ok_or_else(|| Error::Unsupported(refund.channel.clone()))?;
     if let Some(why) = channel.refund_sync_too_soon(refund, now) {
-        return Err(Error::SyncFailed(why.to_string()));
+        return Err(Error::SyncTooSoon(why));
     }
     let record = |status: Option<&str>, adjusted: bool, error: Option<String>| {
         refunds.store.record_sync(SyncRecord {

@@ -44,7 +44,7 @@ pub use offline::Offline;
 pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
-pub use refunds::{CreatedRefund, NewRefund, RefundMemo, SyncRecord};
+pub use refunds::{CreatedRefund, NewRefund, RefundMemo, SendSlot, SyncRecord};
 pub use sandbox::{SandboxRefund, SandboxRefunded, SandboxTrade};
 pub use writer::{Signal, Writer, WriterState};
 

@@ -44,6 +44,17 @@ pub enum CreatedRefund {
     Existing(Refund),
 }
 
+/// What `reserve_refund_send` found.
+#[derive(Debug)]
+pub enum SendSlot {
+    /// The send is noted: send it now (the refund as it now is).
+    Reserved(Refund),
+    /// A refund of the order was sent too recently: send it at this time.
+    Wait(i64),
+    /// No longer `progress`: nothing to send.
+    NotProgress(Refund),
+}
+
 /// A nonce'd request's reply, given the refund as the change left it.
 pub type RefundMemo = Box<dyn FnOnce(&Refund) -> super::NewNonce + Send>;
 
@@ -310,13 +321,52 @@ impl Store {
         })
     }
 
-    /// Notes that the refund is being sent to its channel now.
-    pub fn refund_sending(&self, refund_id: i64, now: i64) -> Result<(), Error> {
+    /// Reserves a send of a `progress` refund now: in one transaction, checks that no refund
+    /// of its order was sent less than `spacing` ago (a channel's rule; a send "later" than now
+    /// means the clock went back, and the spacing counts from now) and notes the send. Two
+    /// refunds of one order can never both pass the check.
+    pub fn reserve_refund_send(
+        &self,
+        refund_id: i64,
+        spacing: i64,
+        now: i64,
+    ) -> Result<SendSlot, Error> {
         self.write(move |c, _| {
+            let refund = refund_by_id(c, refund_id)?
+                .ok_or(Error::RefundNotFound(crate::error::MSG_REFUND_NOT_FOUND))?;
+            if refund.status != RefundStatus::Progress {
+                return Ok(SendSlot::NotProgress(refund));
+            }
+            if spacing > 0 {
+                let last: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT max(last_send_at) FROM refund_order WHERE order_id = ?1",
+                    )?
+                    .query_row([refund.order_id], |r| r.get(0))?;
+                if let Some(last) = last {
+                    let due = last.min(now) + spacing;
+                    if now < due {
+                        return Ok(SendSlot::Wait(due));
+                    }
+                }
+            }
             c.prepare_cached(
                 "UPDATE refund_order SET sends = sends + 1, last_send_at = ?2 WHERE id = ?1",
             )?
             .execute(params![refund_id, now])?;
+            let sent =
+                refund_by_id(c, refund_id)?.ok_or_else(|| Error::internal("refund vanished"))?;
+            Ok(SendSlot::Reserved(sent))
+        })
+    }
+
+    /// Moves a `progress` refund's next check to `at`.
+    pub fn refund_check_at(&self, refund_id: i64, at: i64) -> Result<(), Error> {
+        self.write(move |c, _| {
+            c.prepare_cached(
+                "UPDATE refund_order SET next_check_at = ?2 WHERE id = ?1 AND status = 'progress'",
+            )?
+            .execute(params![refund_id, at])?;
             Ok(())
         })
     }
@@ -383,6 +433,22 @@ impl Store {
                 }
                 None => false,
             };
+            // The channel disagrees with a refund that is over: its money stays as it is, and
+            // an operator looks.
+            let disagrees = match (&answer, refund.status) {
+                (RefundAnswer::Success { .. }, RefundStatus::Fail | RefundStatus::Close) => true,
+                (RefundAnswer::Closed { .. }, RefundStatus::Success) => true,
+                _ => false,
+            };
+            if disagrees {
+                let why = format!(
+                    "退款{}为{}, 但通道称其{}",
+                    refund.refund_no,
+                    refund.status.label(),
+                    if matches!(answer, RefundAnswer::Success { .. }) { "退款成功" } else { "已关闭" }
+                );
+                flag_order(c, refund.order_id, &why, now)?;
+            }
             match &answer {
                 RefundAnswer::Abnormal { .. } => {
                     flag_order(c, refund.order_id, &format!("退款{}异常, 请在通道处理", refund.refund_no), now)?;
@@ -449,15 +515,6 @@ impl Store {
             ))?;
             let rows = st.query_map(params![now, limit as i64], row_to_refund)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-    }
-
-    /// When a refund of this order was last sent to its channel.
-    pub fn last_refund_send(&self, order_id: i64) -> Result<Option<i64>, Error> {
-        self.read(|c| {
-            let mut st =
-                c.prepare_cached("SELECT max(last_send_at) FROM refund_order WHERE order_id = ?1")?;
-            Ok(st.query_row([order_id], |r| r.get(0))?)
         })
     }
 

@@ -433,7 +433,7 @@ fn fund_change_n_is_progress_and_a_sync_ten_seconds_later_settles_it() {
 
 #[test]
 fn an_absent_refund_status_sends_the_same_request_again_never_fail() {
-    let (mut srv, app, fake) = setup(&["--public-url", &the_url()]);
+    let (mut srv, app, fake) = setup(&["--public-url", &the_url(), "--sweep-interval", "250ms"]);
     let order_no = paid_order(&srv, &app, &fake, "S1");
     // Alipay cannot say whether it refunded: progress, not fail.
     fake.set_mode(
@@ -461,13 +461,21 @@ fn an_absent_refund_status_sends_the_same_request_again_never_fail() {
     assert_eq!(fake.calls(QUERY), 1);
     // It was just sent again: another sync is too soon.
     sync(&srv, &app, "SR1").expect(20080, TOO_SOON);
-    // Alipay pays it out; a restart makes every refund under way due and settles it.
+    // Alipay pays it out; a restart makes every refund under way due, and the sweeper settles
+    // it no sooner than 10 s after its last send (Alipay's advice).
     fake.confirm_refund(&order_no, &refund_no);
     fake.set_mode(REFUND, Mode::Normal);
     srv.restart();
-    wait_for("the refund settled at start-up", || {
-        (query(&srv, &app, "SR1")["status"] == "success").then_some(())
-    });
+    let queries = fake.calls(QUERY);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(&srv, &app, "SR1")["status"] != "success" {
+        assert!(
+            Instant::now() < deadline,
+            "the refund was not settled after the restart"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(fake.calls(QUERY), queries + 1, "one look, when due");
     let book = fake.refunds(&order_no);
     assert_eq!(book.len(), 1, "refunded once");
     assert_eq!(book[0].out_request_no, refund_no);

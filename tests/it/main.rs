@@ -28,6 +28,7 @@ mod props;
 mod query;
 mod refund;
 mod refund_better;
+mod refund_races;
 mod secrets;
 mod shutdown;
 mod signature;

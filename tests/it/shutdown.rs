@@ -182,7 +182,10 @@ fn sigterm_during_a_burst_of_closes_answers_every_close_it_made_and_exits_0() {
         "{} of {} closes answered; {}",
         closed_ok.len(),
         orders.len(),
-        stderr.lines().find(|l| l.contains("stopped in")).unwrap_or("")
+        stderr
+            .lines()
+            .find(|l| l.contains("stopped in"))
+            .unwrap_or("")
     );
     assert!(stderr.contains("SIGTERM: stopping"), "{stderr}");
     assert!(stderr.contains("stopped in"), "{stderr}");
