@@ -44,6 +44,7 @@ pub fn run(command: Command) -> Result<(), RunError> {
             Ok(())
         }
         Command::Backup { db, out } => backup(&db, &out),
+        Command::Healthcheck { url } => healthcheck(&url),
         Command::Help(text) => {
             print!("{text}");
             Ok(())
@@ -154,6 +155,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     let mut gateway = Gateway::new(store, channels, clock, random, base_url);
     gateway.sandbox = cfg.sandbox;
     gateway.stop = stop;
+    gateway.metrics_public = cfg.metrics_public;
     let gateway = Arc::new(gateway);
     let settled = expiry::recover(&gateway, i64::MAX);
     if settled > 0 {
@@ -184,7 +186,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     };
     let handle = http::serve(listener, limits, Arc::new(router))?;
     if checked == store::Checked::SchemaOnly {
-        check_in_background(cfg.db.clone())?;
+        check_in_background(cfg.db.clone(), gateway.store.clone())?;
     }
     match signals.recv() {
         Ok(sig) => stop_gracefully(sig, signals, handle, &gateway, cfg.shutdown_grace),
@@ -243,10 +245,12 @@ fn stop_gracefully(
     Ok(())
 }
 
-/// Checks a big database whole while serving; damage found stops the process with the same
-/// message a small damaged file gets at start-up (acknowledged changes are on disk already).
-/// A check that could not run (busy, out of file descriptors) is tried again later.
-fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
+/// Checks a big database whole while serving. Damage found is logged with the message a small
+/// damaged file gets at start-up, and the store stops writing: every write is refused, and
+/// `/healthz` answers 503 saying why, so that a supervisor or a load balancer sees it
+/// (acknowledged changes are on disk already; the file needs restoring from a backup). A check
+/// that could not run (busy, out of file descriptors) is tried again later.
+fn check_in_background(db: std::path::PathBuf, store: Arc<Store>) -> std::io::Result<()> {
     let mib = std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0);
     log::info!(
         "database check (PRAGMA quick_check) of {} ({mib} MiB) runs in the background",
@@ -265,9 +269,9 @@ fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
                     return;
                 }
                 Err(store::CheckFailure::Damaged(e)) => {
-                    log::error!("{e}");
-                    eprintln!("error: {e}");
-                    std::process::exit(1);
+                    log::error!("{e}; nothing is written any more, /healthz answers 503");
+                    store.mark_damaged(e.to_string());
+                    return;
                 }
                 Err(store::CheckFailure::NotRun(e)) => {
                     log::warn!("{e}; the database check runs again in a minute");
@@ -276,6 +280,25 @@ fn check_in_background(db: std::path::PathBuf) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+/// `unipay healthcheck`: 200 from the URL, or an error (exit 1) saying what came back.
+fn healthcheck(url: &str) -> Result<(), RunError> {
+    let timeout = std::time::Duration::from_secs(5);
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(timeout)
+        .timeout(timeout)
+        .redirects(0)
+        .build();
+    match agent.get(url).call() {
+        Ok(resp) if resp.status() == 200 => Ok(()),
+        Ok(resp) => Err(format!("{url}: HTTP {}", resp.status()).into()),
+        Err(ureq::Error::Status(code, resp)) => {
+            let body = resp.into_string().unwrap_or_default();
+            Err(format!("{url}: HTTP {code} {}", body.trim()).into())
+        }
+        Err(e) => Err(format!("{url}: {e}").into()),
+    }
 }
 
 /// `unipay backup`: an online, checked copy of the database.

@@ -9,8 +9,9 @@
 //! channel and finishes or undoes the close.
 
 use crate::channel::Channels;
-use crate::domain::{ChannelCloseOutcome, CloseRequest, CloseType, Order};
+use crate::domain::{ChannelCloseOutcome, CloseRequest, CloseType, Order, PayStatus};
 use crate::error::{Error, MSG_NOT_CLOSABLE, MSG_PAID_NOT_CLOSABLE};
+use crate::metrics;
 use crate::store::{LocalClose, OrderRef, ReplyMemo, Store};
 
 /// Closes the order `order` names (or cancels it at its channel with `use_cancel`), for any
@@ -25,15 +26,29 @@ pub fn close_order(
     req: CloseRequest,
     memo: Option<&ReplyMemo>,
 ) -> Result<Order, Error> {
+    let actor = req.actor.as_str();
     // The store decides on the status inside its transaction: a `wait` order is closed there
     // and then; a `progress` one comes back for its channel.
     let local_memo = memo.map(|m| m.memo(|_| Ok(None)));
-    match store.close_local(order, use_cancel, req.clone(), local_memo)? {
-        LocalClose::Closed(closed) => Ok(closed),
-        LocalClose::AtChannel(order, close_type) => {
+    let result = match store.close_local(order, use_cancel, req.clone(), local_memo) {
+        Ok(LocalClose::Closed(closed)) => Ok(closed),
+        Ok(LocalClose::AtChannel(order, close_type)) => {
             close_at_channel(store, channels, &order, close_type, req, memo)
         }
-    }
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(o) if o.status == PayStatus::Cancel => "cancelled",
+        Ok(_) => "closed",
+        Err(Error::TradeStatus(_)) => "not_open",
+        Err(Error::Closing) => "already_closing",
+        Err(Error::CloseFailed(_)) => "channel_failed",
+        Err(Error::Unsupported(_)) => "unsupported",
+        Err(Error::OrderNotFound) => "not_found",
+        Err(_) => "error",
+    };
+    metrics::get().closes.inc(&[actor, outcome]);
+    result
 }
 
 /// Closes a `progress` order: intent, channel, answer (see the module doc).

@@ -66,6 +66,8 @@ pub const CODE_SYSTEM_ERROR: i32 = 10500;
 pub const MSG_REQUEST_TIMEOUT: &str = "请求超时，未在时限内收到完整请求，请重新发送";
 /// The server is at its connection limit (HTTP 503).
 pub const MSG_OVERLOADED: &str = "系统繁忙，请稍后重试";
+/// The background integrity check found damage: nothing is written any more.
+pub const MSG_DB_DAMAGED: &str = "数据库文件已损坏, 已停止写入, 请从备份恢复";
 
 // 10506 (`Validation`).
 pub const MSG_BODY_TOO_LARGE: &str = "请求体过大";

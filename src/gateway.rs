@@ -33,6 +33,8 @@ pub struct Gateway {
     pub busy: InFlight,
     /// The graceful stop of the background threads.
     pub stop: Arc<Stop>,
+    /// Whether `/metrics` is served without the admin token.
+    pub metrics_public: bool,
 }
 
 impl Gateway {
@@ -56,6 +58,7 @@ impl Gateway {
             logins: Throttle::new(LOGIN_FAILURES, LOGIN_WINDOW_MS),
             busy: InFlight::default(),
             stop: Stop::new(),
+            metrics_public: false,
         }
     }
 

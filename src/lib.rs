@@ -17,6 +17,7 @@ pub mod http;
 pub mod inflight;
 pub mod metrics;
 pub mod notify;
+pub mod ops;
 pub mod refund;
 pub mod router;
 pub mod sign;

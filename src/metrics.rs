@@ -254,11 +254,22 @@ pub fn get() -> &'static Metrics {
     })
 }
 
-/// A gauge measured at scrape time.
+/// A value measured at scrape time: a gauge, or a counter kept elsewhere (the kernel's CPU
+/// time of the process).
 pub struct Gauge {
     pub name: &'static str,
     pub help: &'static str,
     pub value: f64,
+}
+
+impl Gauge {
+    fn kind(&self) -> &'static str {
+        if self.name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        }
+    }
 }
 
 /// The exposition text of every metric, then `gauges`, then the process's own.
@@ -287,7 +298,7 @@ pub fn render(gauges: &[Gauge]) -> String {
     m.commit_seconds
         .render(&mut out, "unipay_store_commit_duration_seconds", "");
     for g in gauges.iter().chain(process_gauges().iter()) {
-        header(&mut out, g.name, g.help, "gauge");
+        header(&mut out, g.name, g.help, g.kind());
         let _ = writeln!(out, "{} {}", g.name, g.value);
     }
     out

@@ -15,6 +15,8 @@ use crate::error::{
 use crate::form;
 use crate::gateway::Gateway;
 use crate::http::{Handler, ReadError, Request, Response};
+use crate::metrics;
+use crate::ops;
 use crate::sys;
 use crate::wire;
 
@@ -81,6 +83,9 @@ impl Router {
                 200,
                 "unipay: a DaxPay-compatible payment gateway\n",
             )),
+            "/healthz" if get => page(ops::healthz(gw)),
+            "/metrics" if get => page(ops::metrics(gw, req)),
+            "/healthz" | "/metrics" => method_not_allowed(gw, trace_id),
             path if path == "/admin" || path.starts_with("/admin/") => page(admin::handle(gw, req)),
             path => {
                 let sandbox = gw.sandbox;
@@ -109,6 +114,40 @@ impl Router {
             }
         }
     }
+}
+
+/// The endpoints as the metrics name them: each path of a route, its parameters as `{…}`.
+const ENDPOINTS: &[&str] = &[
+    "/unipay/close",
+    "/unipay/pay",
+    "/unipay/gateway/prePay",
+    "/unipay/query/payOrder",
+    "/unipay/refund",
+    "/unipay/query/refundOrder",
+    "/unipay/sync/order/pay",
+    "/unipay/sync/order/refund",
+    "/healthz",
+    "/metrics",
+    "/",
+];
+
+/// The endpoint of a path, for the metrics' `endpoint` label (a bounded set of values).
+fn endpoint(path: &str) -> &'static str {
+    if let Some(e) = ENDPOINTS.iter().find(|e| **e == path) {
+        return e;
+    }
+    const PREFIXES: &[(&str, &str)] = &[
+        ("/sandbox/pay/", "/sandbox/pay/{orderNo}"),
+        ("/sandbox/cashier/", "/sandbox/cashier/{orderNo}"),
+        ("/sandbox/refund/", "/sandbox/refund/{refundNo}"),
+        ("/callback/ali_pay/", "/callback/ali_pay/{appId}"),
+        ("/callback/wechat_pay/", "/callback/wechat_pay/{appId}"),
+        ("/admin", "/admin"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map_or("other", |(_, label)| label)
 }
 
 /// `POST /callback/{channel}/{appId}`: a notification from a channel, answered as the channel
@@ -147,13 +186,22 @@ impl Handler for Router {
         // If the handler panics, `on_panic` answers on this thread under this trace id.
         TRACE_ID.with(|t| t.borrow_mut().clone_from(&trace_id));
         let answer = self.route(req, &trace_id);
+        let took = started.elapsed();
+        let label = endpoint(&req.path);
+        let m = metrics::get();
+        m.requests.inc(&[
+            label,
+            &answer.response.status.to_string(),
+            &answer.code.to_string(),
+        ]);
+        m.request_seconds.observe(&[label], took);
         log::info!(
             "{} {} {} code={} {:.1}ms trace={}",
             req.method,
             req.path,
             answer.response.status,
             answer.code,
-            started.elapsed().as_secs_f64() * 1000.0,
+            took.as_secs_f64() * 1000.0,
             trace_id
         );
         answer.response
@@ -171,6 +219,11 @@ impl Handler for Router {
         // error (200): the request never reached an endpoint.
         let mut answer = api::error_reply(&self.gw, error, &trace_id);
         answer.response.status = err.status();
+        metrics::get().requests.inc(&[
+            "unreadable",
+            &answer.response.status.to_string(),
+            &answer.code.to_string(),
+        ]);
         log::info!(
             "{} {} {} code={} rejected={:?} trace={}",
             req.map_or("-", |r| r.method.as_str()),
@@ -189,6 +242,9 @@ impl Handler for Router {
         let trace_id = sys::random_alnum(self.gw.random.as_ref(), 12);
         let mut answer = api::error_reply(&self.gw, Error::Unavailable(MSG_OVERLOADED), &trace_id);
         answer.response.status = 503;
+        metrics::get()
+            .requests
+            .inc(&["overloaded", "503", &answer.code.to_string()]);
         log::debug!("- - 503 code={} overloaded trace={}", answer.code, trace_id);
         answer.response
     }

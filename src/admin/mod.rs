@@ -133,6 +133,34 @@ fn method_not_allowed() -> Response {
     Response::text(405, "405 method not allowed\n")
 }
 
+/// Checks the bearer token (for `/metrics`): 401 without it or with a wrong one, 429 while the
+/// client's address is throttled for failed attempts (a wrong token counts as one).
+pub fn check_bearer(gw: &Gateway, req: &Request, now: i64) -> Result<(), Response> {
+    let ip = req.remote_addr.ip();
+    if let Some(wait) = gw.logins.blocked(ip, now) {
+        return Err(Response::text(429, "429 too many failed attempts\n")
+            .with_header("Retry-After", wait.to_string()));
+    }
+    let token = req
+        .header("authorization")
+        .and_then(|a| a.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let stored = gw.store.admin_token_hash().map_err(|e| {
+        log::error!("metrics authentication: {e}");
+        Response::text(500, "500 internal error\n")
+    })?;
+    match (token, stored) {
+        (Some(token), Some(hash)) if token_matches(&hash, token) => Ok(()),
+        (token, _) => {
+            if token.is_some() {
+                gw.logins.failed(ip, now);
+            }
+            Err(unauthorized())
+        }
+    }
+}
+
 /// Checks the bearer token or the session cookie; the refusal is the response to send.
 fn authenticate(gw: &Gateway, req: &Request, now: i64) -> Result<Who, Response> {
     let store_err = |e: Error| {

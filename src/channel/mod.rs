@@ -13,6 +13,7 @@
 pub mod alipay;
 pub mod client;
 pub mod keys;
+mod measured;
 pub mod notice;
 mod sandbox;
 pub mod settings;
@@ -163,7 +164,12 @@ pub struct Channels {
 }
 
 impl Channels {
+    /// The channels, each measured for the metrics (`measured`).
     pub fn new(channels: Vec<Arc<dyn Channel>>) -> Channels {
+        let channels = channels
+            .into_iter()
+            .map(|c| Arc::new(measured::Measured(c)) as Arc<dyn Channel>)
+            .collect();
         Channels { channels }
     }
 
@@ -175,36 +181,34 @@ impl Channels {
         reach: Reach,
     ) -> Channels {
         let client = client::Client::new(reach.timeout);
-        Channels {
-            channels: vec![
-                Arc::new({
-                    let sandbox = Sandbox::new(
-                        store.clone(),
-                        clock.clone(),
-                        random.clone(),
-                        reach.base_url.clone(),
-                    );
-                    if reach.sandbox {
-                        sandbox
-                    } else {
-                        sandbox.off()
-                    }
-                }),
-                Arc::new(alipay::AliPay::new(
+        Channels::new(vec![
+            Arc::new({
+                let sandbox = Sandbox::new(
                     store.clone(),
                     clock.clone(),
-                    client.clone(),
-                    reach.public_url.clone(),
-                )),
-                Arc::new(wechat::WechatPay::new(
-                    store,
-                    clock,
-                    random,
-                    client,
-                    reach.public_url,
-                )),
-            ],
-        }
+                    random.clone(),
+                    reach.base_url.clone(),
+                );
+                if reach.sandbox {
+                    sandbox
+                } else {
+                    sandbox.off()
+                }
+            }),
+            Arc::new(alipay::AliPay::new(
+                store.clone(),
+                clock.clone(),
+                client.clone(),
+                reach.public_url.clone(),
+            )),
+            Arc::new(wechat::WechatPay::new(
+                store,
+                clock,
+                random,
+                client,
+                reach.public_url,
+            )),
+        ])
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn Channel> {

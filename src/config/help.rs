@@ -16,6 +16,7 @@ Commands:
   notify list   List merchant notifications (--pending, --failed)
   notify resend Deliver a notification again
   backup        Copy the database to a new file while the server runs
+  healthcheck   Ask a running server whether it is healthy (exit 0 if so)
   version       Print the version
 
 Run `unipay <COMMAND> --help` for the options of a command.
@@ -104,6 +105,16 @@ before the backup started is in it, the server keeps serving meanwhile, and the 
 with `PRAGMA integrity_check` before it gets its name. FILE must not exist yet.
 To restore: stop the server, put FILE in place of the database file, remove any `-wal` and
 `-shm` files beside it, and start the server.
+";
+
+pub const HEALTHCHECK_HELP: &str = "\
+unipay healthcheck: ask a running server whether it is healthy
+
+Usage: unipay healthcheck [--url URL]
+
+GETs URL (default http://127.0.0.1:9999/healthz) with a 5 s timeout and exits 0 when the answer
+is HTTP 200, 1 otherwise, printing the answer's body (or why there is none) to stderr. For a
+container's HEALTHCHECK or a supervisor, where there may be no shell and no curl.
 ";
 
 pub const VERSION_HELP: &str = "\

@@ -55,6 +55,10 @@ pub enum Command {
         db: PathBuf,
         out: PathBuf,
     },
+    /// `unipay healthcheck`: GET a server's `/healthz`; exit 0 on 200.
+    Healthcheck {
+        url: String,
+    },
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -224,6 +228,7 @@ impl Command {
                 ))),
             },
             Some("backup") => parse_backup(&mut args),
+            Some("healthcheck") => parse_healthcheck(&mut args),
             Some("channel") => channel::parse(&mut args),
             Some("refund") => match args.next().as_deref() {
                 Some("list") => parse_refund_list(&mut args),
@@ -457,6 +462,23 @@ fn parse_backup(args: &mut Args) -> Result<Command, UsageError> {
         db: required(db, "--db PATH")?,
         out: required(out, "--out FILE")?,
     })
+}
+
+fn parse_healthcheck(args: &mut Args) -> Result<Command, UsageError> {
+    let mut url = None;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(&arg);
+        match flag.as_str() {
+            "--url" => url = Some(args.value("--url", inline)?),
+            "-h" | "--help" => return Ok(Command::Help(HEALTHCHECK_HELP)),
+            other => return Err(unknown(other, "healthcheck")),
+        }
+    }
+    let url = url.unwrap_or_else(|| "http://127.0.0.1:9999/healthz".into());
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(UsageError(format!("--url: `{url}` is not an http(s) URL")));
+    }
+    Ok(Command::Healthcheck { url })
 }
 
 fn parse_notify_list(args: &mut Args) -> Result<Command, UsageError> {

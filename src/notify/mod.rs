@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::metrics;
 use crate::stop::Stop;
 use crate::store::{Attempt, DueEvent, Signal, Store};
 use crate::sys::{self, Clock, Random, UtcOffset};
@@ -191,6 +192,13 @@ impl Worker {
                 .get(round)
                 .map(|d| at + d.as_millis() as i64),
         };
+        metrics::get()
+            .notify_attempts
+            .inc(&[match (sent.delivered, retry_at) {
+                (true, _) => "delivered",
+                (false, Some(_)) => "failed",
+                (false, None) => "given_up",
+            }]);
         log::info!(
             "notify event={} order={} attempt={} {} status={} {}",
             ev.id,

@@ -58,6 +58,8 @@ pub struct Store {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     offset: UtcOffset,
+    /// Set when a check found the file damaged: writes are refused from then on.
+    damaged: std::sync::OnceLock<String>,
 }
 
 /// Most idle read connections kept for reuse: enough for every request thread under load, so
@@ -103,6 +105,7 @@ impl Store {
             writer,
             readers: Mutex::new(Vec::new()),
             offset,
+            damaged: std::sync::OnceLock::new(),
         };
         Ok((store, fresh))
     }
@@ -137,7 +140,35 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<R, Error> + Send + 'static,
     {
+        if self.damaged.get().is_some() {
+            return Err(Error::Unavailable(crate::error::MSG_DB_DAMAGED));
+        }
         self.writer.write(f)
+    }
+
+    /// Marks the database damaged (`why`: what the check said): every write is refused from
+    /// now on, and `health` says so.
+    pub fn mark_damaged(&self, why: String) {
+        let _ = self.damaged.set(why);
+    }
+
+    /// The bytes of the database file and its write-ahead log.
+    pub fn size_bytes(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        size(&self.path) + size(Path::new(&wal))
+    }
+
+    /// Whether the store can serve: the database answers a read, and the writer is alive and
+    /// committing. `Err` says what is wrong.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(why) = self.damaged.get() {
+            return Err(format!("damaged: {why}"));
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .map_err(|e| format!("the database does not answer: {e}"))?;
+        self.writer.health()
     }
 
     /// Returns once everything handed to the writer before this call is committed.

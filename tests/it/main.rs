@@ -21,6 +21,7 @@ mod http;
 mod malformed;
 mod nonce;
 mod notify;
+mod ops;
 mod panic;
 mod pay;
 mod production;
