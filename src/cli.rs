@@ -78,7 +78,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         false => None,
     };
     drop(db);
-    let (store, _) = Store::open(&cfg.db, cfg.offset)?;
+    let (store, _) = Store::open_with_fault(&cfg.db, cfg.offset, cfg.test_fault)?;
     let store = Arc::new(store);
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;

@@ -11,7 +11,7 @@ mod values;
 use crate::domain::Amount;
 use crate::notify::NotifyConfig;
 use crate::sign::SignType;
-use crate::store::EventFilter;
+use crate::store::{EventFilter, TestFault};
 use crate::sys::UtcOffset;
 
 pub use channel::{ChannelArgs, ChannelCommand};
@@ -74,6 +74,8 @@ pub struct ServeConfig {
     pub sandbox: bool,
     /// Most connections at once from one client IP address (`--max-conns-per-ip`).
     pub max_conns_per_ip: usize,
+    /// A store fault for tests (`UNIPAY_TEST_FAULT`, test-only; see `TestFault`).
+    pub test_fault: Option<TestFault>,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -322,6 +324,12 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--channel-timeout: between 100ms and 60s".into(),
         ));
     }
+    let test_fault = match env("UNIPAY_TEST_FAULT") {
+        Some(spec) => Some(
+            TestFault::parse(&spec).map_err(|e| UsageError(format!("UNIPAY_TEST_FAULT: {e}")))?,
+        ),
+        None => None,
+    };
     let max_conns_per_ip = match max_conns_per_ip {
         Some(text) => {
             usize::try_from(parse_int("--max-conns-per-ip", &text, 1)?).unwrap_or(usize::MAX)
@@ -329,6 +337,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         None => crate::http::Limits::DEFAULT.max_conns_per_ip,
     };
     Ok(Command::Serve(ServeConfig {
+        test_fault,
         max_conns_per_ip,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         sandbox,

@@ -44,7 +44,7 @@ pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
 pub use sandbox::SandboxTrade;
-pub use writer::{Signal, Writer, WriterState};
+pub use writer::{Signal, TestFault, Writer, WriterState};
 
 /// The database of a running server: a writer thread and read connections.
 pub struct Store {
@@ -76,6 +76,15 @@ impl Store {
     /// Opens (creating or migrating) the database and starts its writer thread.
     /// Returns the store and whether the database was brand new.
     pub fn open(path: &Path, offset: UtcOffset) -> Result<(Store, bool), OpenError> {
+        Store::open_with_fault(path, offset, None)
+    }
+
+    /// `open`, with a fault for tests (`TestFault`; `None` in production).
+    pub fn open_with_fault(
+        path: &Path,
+        offset: UtcOffset,
+        fault: Option<TestFault>,
+    ) -> Result<(Store, bool), OpenError> {
         let (conn, fresh) = open_connection(path)?;
         let last_order_id: i64 = conn
             .query_row("SELECT coalesce(max(id), 0) FROM pay_order", [], |r| {
@@ -87,13 +96,14 @@ impl Store {
             last_order_id,
             events_enqueued: false,
             events: events.clone(),
+            fault_now: false,
         };
         // A checkpoint copies pages from the WAL to the file: it needs no page cache of its own.
         let checkpointer = Connection::open(path)
             .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))
             .and_then(|c| c.pragma_update(None, "cache_size", -64).map(|_| c))
             .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
-        let writer = Writer::start(conn, checkpointer, state).map_err(OpenError::Thread)?;
+        let writer = Writer::start(conn, checkpointer, state, fault).map_err(OpenError::Thread)?;
         let store = Store {
             path: path.to_path_buf(),
             apps: Mutex::new(HashMap::new()),

@@ -24,7 +24,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{ffi, Connection};
 
 use crate::error::Error;
 
@@ -48,6 +49,63 @@ pub struct WriterState {
     pub events_enqueued: bool,
     /// Raised after every commit that wrote outbox rows.
     pub events: Arc<Signal>,
+    /// Set by the writer for the job that `TestFault` fails (tests only).
+    pub(super) fault_now: bool,
+}
+
+/// A fault injected by tests through `UNIPAY_TEST_FAULT=ioerr:JOB:BATCHES` (test-only: never
+/// set it in production). In each of the first `batches` batches that have more than `job`
+/// jobs, the `job`-th job (from 1) fails at its first statement with `SQLITE_IOERR`, raised by
+/// SQLite itself in a statement that reads the database, so SQLite rolls the whole transaction
+/// back as it may for a real I/O error, a full disk or a lack of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestFault {
+    pub job: usize,
+    pub batches: usize,
+}
+
+impl TestFault {
+    /// Parses `ioerr:JOB:BATCHES` (both at least 1).
+    pub fn parse(spec: &str) -> Result<TestFault, String> {
+        let bad = || format!("`{spec}` is not ioerr:JOB:BATCHES (two numbers from 1)");
+        let mut parts = spec.split(':');
+        let (Some("ioerr"), Some(job), Some(batches), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let number = |s: &str| s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(bad);
+        Ok(TestFault {
+            job: number(job)?,
+            batches: number(batches)?,
+        })
+    }
+
+    /// The index of the job of a batch of `len` jobs to fail, if this batch has one.
+    fn due(&mut self, len: usize) -> Option<usize> {
+        if self.batches == 0 || len <= self.job {
+            return None;
+        }
+        self.batches -= 1;
+        log::warn!(
+            "UNIPAY_TEST_FAULT: job {} of a batch of {len} fails with SQLITE_IOERR",
+            self.job
+        );
+        Some(self.job - 1)
+    }
+}
+
+/// The SQL function behind `TestFault`: it fails with `SQLITE_IOERR` (and no message of its
+/// own, which would turn the code into a plain `SQLITE_ERROR`).
+const FAULT_FUNCTION: &str = "unipay_test_ioerr";
+
+/// Runs the failing statement of `TestFault` and returns its error.
+fn inject_ioerr(conn: &Connection) -> Error {
+    let sql = format!("SELECT {FAULT_FUNCTION}() FROM sqlite_schema LIMIT 1");
+    match conn.query_row(&sql, [], |_| Ok(())) {
+        Err(e) => e.into(),
+        Ok(()) => Error::internal("the test fault did not fail"),
+    }
 }
 
 /// A wake-up flag for a thread that sleeps until something happens or a timeout passes.
@@ -92,10 +150,18 @@ impl Writer {
         conn: Connection,
         checkpointer: Connection,
         state: WriterState,
+        fault: Option<TestFault>,
     ) -> std::io::Result<Writer> {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
             .and_then(|_| conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
             .map_err(std::io::Error::other)?;
+        if fault.is_some() {
+            conn.create_scalar_function(FAULT_FUNCTION, 0, FunctionFlags::SQLITE_UTF8, |_| {
+                let code = ffi::Error::new(ffi::SQLITE_IOERR);
+                Err::<i64, _>(rusqlite::Error::SqliteFailure(code, None))
+            })
+            .map_err(std::io::Error::other)?;
+        }
         // One pending request is enough: it means "there are commits since the last one".
         let (ckpt_tx, ckpt_rx) = mpsc::sync_channel::<()>(1);
         thread::Builder::new()
@@ -116,7 +182,7 @@ impl Writer {
             })?;
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, state, rx, wake_tx, ckpt_tx))?;
+            .spawn(move || run(conn, state, fault, rx, wake_tx, ckpt_tx))?;
         Ok(Writer { tx })
     }
 
@@ -130,9 +196,12 @@ impl Writer {
     {
         let (done_tx, done_rx) = mpsc::sync_channel::<Result<R, Error>>(1);
         let job: Job = Box::new(move |conn, state| {
-            let result = match catch_unwind(AssertUnwindSafe(|| f(conn, state))) {
-                Ok(r) => r,
-                Err(_) => Err(Error::internal("a store job panicked")),
+            let result = match std::mem::take(&mut state.fault_now) {
+                true => Err(inject_ioerr(conn)),
+                false => match catch_unwind(AssertUnwindSafe(|| f(conn, state))) {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::internal("a store job panicked")),
+                },
             };
             let keep = result.is_ok();
             let finish: Finish = Box::new(move |commit| {
@@ -160,6 +229,7 @@ type Woken = (Result<(), String>, Vec<Finish>);
 fn run(
     conn: Connection,
     mut state: WriterState,
+    mut fault: Option<TestFault>,
     rx: Receiver<Job>,
     waker: Sender<Woken>,
     checkpoint: SyncSender<()>,
@@ -190,13 +260,15 @@ fn run(
             );
         }
         let saved_last_id = state.last_order_id;
+        let fault_at = fault.as_mut().and_then(|f| f.due(batch.len()));
         let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-        for job in batch.drain(..) {
+        for (i, job) in batch.drain(..).enumerate() {
             if let Err(e) = exec(&conn, "SAVEPOINT job") {
                 log::error!("store: cannot open a savepoint: {e}");
                 drop(job);
                 continue;
             }
+            state.fault_now = fault_at == Some(i);
             let (keep, finish) = job(&conn, &mut state);
             let end = if keep {
                 exec(&conn, "RELEASE job")

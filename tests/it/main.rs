@@ -16,6 +16,7 @@ mod errors;
 mod expiry;
 mod fake_alipay;
 mod fake_wechat;
+mod faults;
 mod http;
 mod malformed;
 mod nonce;
