@@ -11,6 +11,7 @@ pub mod admin;
 mod apps;
 mod backup;
 mod channels;
+mod fault;
 mod nonce;
 mod offline;
 mod open;
@@ -38,13 +39,14 @@ pub use backup::{
     CHECK_BEFORE_SERVING_MAX_BYTES,
 };
 pub use channels::ChannelConfig;
+pub use fault::TestFault;
 pub use nonce::{Memo, NewNonce, Render, ReplyMemo, SeenNonce};
 pub use offline::Offline;
 pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
 pub use sandbox::SandboxTrade;
-pub use writer::{Signal, TestFault, Writer, WriterState};
+pub use writer::{Signal, Writer, WriterState};
 
 /// The database of a running server: a writer thread and read connections.
 pub struct Store {
@@ -86,18 +88,9 @@ impl Store {
         fault: Option<TestFault>,
     ) -> Result<(Store, bool), OpenError> {
         let (conn, fresh) = open_connection(path)?;
-        let last_order_id: i64 = conn
-            .query_row("SELECT coalesce(max(id), 0) FROM pay_order", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         let events = Arc::new(Signal::default());
-        let state = WriterState {
-            last_order_id,
-            events_enqueued: false,
-            events: events.clone(),
-            fault_now: false,
-        };
+        let state = WriterState::load(&conn, events.clone())
+            .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         // A checkpoint copies pages from the WAL to the file: it needs no page cache of its own.
         let checkpointer = Connection::open(path)
             .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))

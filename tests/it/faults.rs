@@ -108,8 +108,7 @@ fn an_io_error_inside_a_batch_fails_the_whole_batch_and_reuses_no_id() {
         .count();
     let failed = answered
         .iter()
-        .map(|a| [a.create, a.close])
-        .flatten()
+        .flat_map(|a| [a.create, a.close])
         .filter(|c| *c == Some(10500))
         .count();
     eprintln!("{fired} faults fired, {failed} requests answered 10500 of {ORDERS} orders");
@@ -169,6 +168,16 @@ fn an_io_error_inside_a_batch_fails_the_whole_batch_and_reuses_no_id() {
         )
         .unwrap();
     assert_eq!((orders, distinct), (ORDERS as i64 + 20, ORDERS as i64 + 20));
+    // The writer never went on inside a transaction that was gone.
+    let log = srv.stderr();
+    for never in [
+        "no such savepoint",
+        "no transaction is active",
+        "UNIQUE constraint",
+    ] {
+        assert!(!log.contains(never), "the log says {never:?}");
+    }
+    assert!(log.contains("SQLite rolled the transaction back after a job failed"));
     let check: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
