@@ -12,6 +12,7 @@ mod apps;
 mod backup;
 mod channels;
 mod fault;
+mod full;
 mod nonce;
 mod offline;
 mod open;
@@ -42,6 +43,7 @@ pub use channels::ChannelConfig;
 pub use fault::TestFault;
 pub use nonce::{Memo, NewNonce, Render, ReplyMemo, SeenNonce};
 pub use offline::Offline;
+use open::grow_in_chunks;
 pub use open::{open_connection, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
@@ -95,6 +97,8 @@ impl Store {
         let checkpointer = Connection::open(path)
             .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))
             .and_then(|c| c.pragma_update(None, "cache_size", -64).map(|_| c))
+            .and_then(|c| grow_in_chunks(&c).map(|_| c))
+            .and_then(|c| grow_in_chunks(&conn).map(|_| c))
             .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         let writer = Writer::start(conn, checkpointer, state, fault).map_err(OpenError::Thread)?;
         let store = Store {

@@ -1,10 +1,11 @@
 //! Opening the database file: unipay's pragmas, and the schema brought up to date with the
 //! steps of `MIGRATIONS`, keyed on `PRAGMA user_version` (never edit a released step).
 
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{ffi, Connection};
 
 use super::STATEMENT_CACHE;
 
@@ -16,6 +17,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 /// How long a connection waits for another process's lock (e.g. `unipay app create`).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database file grows by this much at a time (see `grow_in_chunks`).
+const CHUNK_SIZE: c_int = 1 << 20;
+
+/// Makes the database file grow by `CHUNK_SIZE` at a time (`SQLITE_FCNTL_CHUNK_SIZE`) when
+/// `conn` writes to it, which in WAL mode only a checkpoint does. The file then mostly has room
+/// for new pages already, so that a checkpoint rarely needs it to grow: on a full disk the
+/// writer can still copy the WAL in and truncate it, giving the WAL's space back (`full`).
+pub(super) fn grow_in_chunks(conn: &Connection) -> rusqlite::Result<()> {
+    let mut size = CHUNK_SIZE;
+    // SAFETY: the handle is that of `conn`, alive for the call and used by this thread only;
+    // SQLite reads one int through the pointer, which outlives the call.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_CHUNK_SIZE,
+            (&mut size as *mut c_int).cast(),
+        )
+    };
+    match rc {
+        ffi::SQLITE_OK => Ok(()),
+        code => Err(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)),
+    }
+}
 
 /// Why the database could not be opened.
 #[derive(Debug)]

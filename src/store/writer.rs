@@ -13,7 +13,8 @@
 //! savepoints would open transactions of their own), and what the writer caches of the database
 //! (`WriterState::last_order_id`) is read again before the next batch. A commit hook refuses
 //! every commit but the writer's own `COMMIT`, so no statement can commit by itself either.
-//! A full disk is logged once when writes start failing and once when they work again.
+//! A full disk is one episode, logged when writes start failing and when they work again,
+//! during which the writer gives the WAL's space back (`full`).
 //!
 //! Copying the WAL back into the database file (a checkpoint) is mostly not the writer's job: SQLite
 //! would do it inside a commit every 1,000 pages, and on a big database that is a thousand
@@ -32,11 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
 use super::fault::{self, TestFault};
+use super::full::FullDisk;
 use crate::error::Error;
 
 /// Most jobs committed in one transaction.
@@ -165,7 +167,7 @@ impl Writer {
                     fault,
                     committing,
                     stale: false,
-                    full: None,
+                    full: FullDisk::default(),
                 };
                 batches.run(rx, wake_tx, ckpt_tx)
             })?;
@@ -242,8 +244,8 @@ struct Batches {
     committing: Arc<AtomicBool>,
     /// A batch failed since `state` was last read from the database.
     stale: bool,
-    /// Since when writes fail for a full disk, and how many jobs were refused.
-    full: Option<(Instant, usize)>,
+    /// Whether writes fail for a full disk.
+    full: FullDisk,
 }
 
 impl Batches {
@@ -267,25 +269,28 @@ impl Batches {
                 );
             }
             let fault_at = self.fault.as_mut().and_then(|f| f.due(batch.len()));
+            let changes = self.conn.total_changes();
             let (outcome, finishes) = self.run_batch(&mut batch, fault_at);
             match &outcome {
                 Ok(()) => {
-                    if let Some((since, refused)) = self.full.take() {
-                        log::warn!(
-                            "store: writes work again after {:.1}s of a full disk \
-                             ({refused} write(s) refused)",
-                            since.elapsed().as_secs_f64()
-                        );
-                    }
+                    let wrote = self.conn.total_changes() != changes;
+                    self.full.committed(&self.conn, wrote);
                     // Full means a checkpoint is already asked for: nothing to add.
                     let _ = checkpoint.try_send(());
                     if std::mem::take(&mut self.state.events_enqueued) {
                         self.state.events.raise();
                     }
                 }
+                Err(e) if e.is_store_full() => {
+                    self.state.events_enqueued = false;
+                    self.full.refused(&self.conn, finishes.len());
+                }
                 Err(e) => {
                     self.state.events_enqueued = false;
-                    self.log_failure(e, finishes.len());
+                    log::error!(
+                        "store: a batch of {} job(s) failed, none of it is on disk: {e}",
+                        finishes.len()
+                    );
                 }
             }
             if let Err(mpsc::SendError((outcome, finishes))) = waker.send((outcome, finishes)) {
@@ -363,24 +368,6 @@ impl Batches {
         }
         Ok(())
     }
-
-    /// Logs a failed batch; a full disk once per episode.
-    fn log_failure(&mut self, e: &Error, jobs: usize) {
-        if !e.is_store_full() {
-            log::error!("store: a batch of {jobs} job(s) failed and none of it is on disk: {e}");
-            return;
-        }
-        match &mut self.full {
-            Some((_, refused)) => *refused += jobs,
-            None => {
-                log::error!(
-                    "store: the database's disk is full: writes are refused (10500) until space \
-                     is freed; reads go on"
-                );
-                self.full = Some((Instant::now(), jobs));
-            }
-        }
-    }
 }
 
 /// Ends a job's savepoint: released when the job succeeded, rolled back when it failed. An
@@ -413,15 +400,25 @@ fn batch_error(what: &str, e: Error) -> Error {
 /// The checkpointer thread: after commits, a `PASSIVE` checkpoint, then a pause. It stops when
 /// the writer does (its sender is dropped).
 fn checkpoint_loop(conn: Connection, asked: Receiver<()>) {
+    // A checkpoint that fails (say, the database file cannot grow on a full disk) is logged
+    // once until one works again.
+    let mut failing = false;
     while asked.recv().is_ok() {
         let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
         match result {
             Ok((wal_pages, copied)) => {
+                if std::mem::take(&mut failing) {
+                    log::info!("store: checkpoints work again");
+                }
                 log::trace!("checkpoint: {copied} of {wal_pages} WAL pages in the database")
             }
-            Err(e) => log::warn!("store: checkpoint failed: {e}"),
+            Err(e) if !failing => {
+                log::warn!("store: checkpoint failed: {e} (logged once until one works)");
+                failing = true;
+            }
+            Err(e) => log::debug!("store: checkpoint failed: {e}"),
         }
         thread::sleep(CHECKPOINT_GAP);
     }
@@ -451,7 +448,7 @@ mod tests {
             fault: None,
             committing,
             stale: false,
-            full: None,
+            full: FullDisk::default(),
         }
     }
 

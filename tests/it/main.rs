@@ -17,6 +17,7 @@ mod expiry;
 mod fake_alipay;
 mod fake_wechat;
 mod faults;
+mod full_disk;
 mod http;
 mod malformed;
 mod nonce;
