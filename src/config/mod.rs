@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub max_conns_per_ip: usize,
     /// A store fault for tests (`UNIPAY_TEST_FAULT`, test-only; see `TestFault`).
     pub test_fault: Option<TestFault>,
+    /// Whether a missing database file is created (`--no-create` turns it off).
+    pub create: bool,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -243,6 +245,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut public_url = env("UNIPAY_PUBLIC_URL");
     let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
     let mut sandbox = env("UNIPAY_NO_SANDBOX").is_none_or(|v| v == "0");
+    let mut create = env("UNIPAY_NO_CREATE").is_none_or(|v| v == "0");
     let mut max_conns_per_ip = env("UNIPAY_MAX_CONNS_PER_IP");
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
@@ -260,6 +263,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             }
             "--public-url" => public_url = Some(args.value("--public-url", inline)?),
             "--no-sandbox" if inline.is_none() => sandbox = false,
+            "--no-create" if inline.is_none() => create = false,
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
             "--max-conns-per-ip" => {
                 max_conns_per_ip = Some(args.value("--max-conns-per-ip", inline)?)
@@ -337,6 +341,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
         None => crate::http::Limits::DEFAULT.max_conns_per_ip,
     };
     Ok(Command::Serve(ServeConfig {
+        create,
         test_fault,
         max_conns_per_ip,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
@@ -588,6 +593,17 @@ mod tests {
         assert!(parse(&["serve", "--bogus"]).is_err());
         assert!(parse(&["serve", "--db"]).is_err());
         assert!(parse(&["serve", "--tz-offset", "8"]).is_err());
+    }
+
+    #[test]
+    fn no_create_is_a_flag() {
+        let create = |args: &[&str]| match parse(args) {
+            Ok(Command::Serve(c)) => Ok(c.create),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(create(&["serve"]), Ok(true));
+        assert_eq!(create(&["serve", "--no-create"]), Ok(false));
+        assert!(create(&["serve", "--no-create=1"]).is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use fault::TestFault;
 pub use nonce::{Memo, NewNonce, Render, ReplyMemo, SeenNonce};
 pub use offline::Offline;
 use open::grow_in_chunks;
-pub use open::{open_connection, OpenError};
+pub use open::{is_absent, leftovers, open_connection, orphaned_message, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
 pub use sandbox::SandboxTrade;

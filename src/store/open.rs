@@ -43,10 +43,47 @@ pub(super) fn grow_in_chunks(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
+/// Whether `path` holds no database: no file, or an empty one (SQLite makes a new database of
+/// either). An error other than "not found" counts as there: opening it says what is wrong.
+pub fn is_absent(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The `-wal` and `-shm` files of the database at `path` that exist.
+pub fn leftovers(path: &Path) -> Vec<PathBuf> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|ext| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(ext);
+            PathBuf::from(name)
+        })
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect()
+}
+
+/// The message for a database file that is absent while its `-wal` or `-shm` file is there.
+pub fn orphaned_message(path: &Path, found: &[PathBuf]) -> String {
+    let found: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "database {} is missing or empty but {} is there: refusing to start a new database \
+         beside the files of one that is gone. Restore the database file (see `unipay backup \
+         --help`), or move {} aside if that database is really not wanted",
+        path.display(),
+        found.join(" and "),
+        found.join(" and ")
+    )
+}
+
 /// Why the database could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
     Sqlite(PathBuf, rusqlite::Error),
+    /// The database file is missing or empty but its `-wal` or `-shm` file is there.
+    Orphaned(PathBuf, Vec<PathBuf>),
     /// The writer thread could not be started.
     Thread(std::io::Error),
     /// The file was written by a newer unipay.
@@ -61,6 +98,7 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::Sqlite(path, e) => write!(f, "cannot open database {}: {e}", path.display()),
+            OpenError::Orphaned(path, found) => f.write_str(&orphaned_message(path, found)),
             OpenError::Thread(e) => write!(f, "cannot start the store writer thread: {e}"),
             OpenError::TooNew { path, found, known } => write!(
                 f,
@@ -74,13 +112,21 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Opens a connection with unipay's pragmas and brings the schema up to date.
+/// Opens a connection with unipay's pragmas and brings the schema up to date. A database file
+/// that is missing or empty while its `-wal` or `-shm` file is there is refused.
 ///
 /// Returns the connection and whether the database was brand new (no schema before). The
 /// program reaches the database through `Store` and `Offline`; this is public for tests and
 /// tools that fill a database directly.
 pub fn open_connection(path: &Path) -> Result<(Connection, bool), OpenError> {
     let err = |e| OpenError::Sqlite(path.to_path_buf(), e);
+    // A new database beside the WAL of a missing one would lose that WAL, or mix the two.
+    if is_absent(path) {
+        let found = leftovers(path);
+        if !found.is_empty() {
+            return Err(OpenError::Orphaned(path.to_path_buf(), found));
+        }
+    }
     let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

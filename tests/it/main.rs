@@ -20,6 +20,7 @@ mod faults;
 mod full_disk;
 mod http;
 mod malformed;
+mod missing_db;
 mod nonce;
 mod notify;
 mod panic;
