@@ -183,3 +183,84 @@ fn an_io_error_inside_a_batch_fails_the_whole_batch_and_reuses_no_id() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// What a 10500 means (README, Hardening): the server could not finish, and the change may
+/// still have been made. A sandbox pay is three transactions (the order, the sandbox trade, the
+/// reply remembered with the pay body); a fault in the second or third answers 10500 for an
+/// order that exists. The README's advice holds: query the order, or send the request again
+/// with its nonceStr, before acting again; either way one order per bizOrderNo.
+#[test]
+fn after_a_10500_the_order_may_exist_and_a_retry_with_its_nonce_is_safe() {
+    const ORDERS: usize = 320;
+    let srv = TestServer::start_with_env(&[], &[("UNIPAY_TEST_FAULT", "ioerr:2:24")]);
+    let app = srv.create_app("M_FAULT2", "A_FAULT2", &["--req-timeout", "0"]);
+    let bodies: Vec<Map<String, Value>> = (0..ORDERS)
+        .map(|i| {
+            app.signed(
+                "/unipay/pay",
+                json!({"bizOrderNo": format!("P{i:04}"), "title": "t", "amount": "1.00",
+                    "channel": "sandbox", "method": "wap", "nonceStr": format!("p-{i}")}),
+            )
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { return };
+                let reply = srv.post_map("/unipay/pay", body);
+                match reply.code() {
+                    0 => assert_eq!(reply.data()["status"], "progress", "{}", reply.body),
+                    10500 => failed.lock().unwrap().push(i),
+                    _ => panic!("{}", reply.body),
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    let (mut made, mut statuses) = (0, Vec::new());
+    for &i in &failed {
+        let biz = format!("P{i:04}");
+        // First the query: the order may be there after all.
+        let query = srv.post_signed(&app, "/unipay/query/payOrder", json!({ "bizOrderNo": biz }));
+        let before = match query.code() {
+            0 => {
+                made += 1;
+                statuses.push(query.data()["status"].as_str().unwrap().to_string());
+                Some(query.data()["orderNo"].clone())
+            }
+            20041 => None,
+            _ => panic!("{}", query.body),
+        };
+        // Then the retry with the same nonceStr: it never makes a second order.
+        let retry = srv.post_map("/unipay/pay", &bodies[i]);
+        if let (0, Some(order_no)) = (retry.code(), &before) {
+            assert_eq!(&retry.data()["orderNo"], order_no, "{}", retry.body);
+        }
+        let after = srv.post_signed(&app, "/unipay/query/payOrder", json!({ "bizOrderNo": biz }));
+        after.expect(0, "success");
+        if let Some(order_no) = &before {
+            assert_eq!(&after.data()["orderNo"], order_no);
+        }
+    }
+    eprintln!(
+        "{} pays answered 10500; {made} of their orders existed anyway ({statuses:?})",
+        failed.len()
+    );
+    assert!(!failed.is_empty(), "no fault fired");
+    assert!(
+        made >= 1,
+        "every order answered 10500 was missing: the case is not exercised"
+    );
+    let (orders, distinct): (i64, i64) = srv
+        .db_read()
+        .query_row(
+            "SELECT count(*), count(DISTINCT biz_order_no) FROM pay_order",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((orders, distinct), (ORDERS as i64, ORDERS as i64));
+}
