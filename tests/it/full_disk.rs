@@ -196,6 +196,7 @@ fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_comes_back() {
     std::fs::remove_file(&filler).unwrap();
     let after = traffic(&srv, &app, "C", 4, "KNOWN", |t| t.created.len() >= 100);
     assert_eq!(after.full, 0, "writes work again once space is back");
+    assert!(!after.timed_out, "{after:?}");
     let log = srv.stderr();
     let episodes = log.matches("the database's disk is full").count();
     let ended = log.matches("store: writes work again").count();

@@ -65,9 +65,9 @@ fn with_ext(db: &Path, ext: &str) -> std::path::PathBuf {
 fn no_create_refuses_a_missing_or_empty_database() {
     let dir = temp_dir("no-create");
     let db = dir.join("gw.db");
-    let cases: [(&[&str], &[(&str, &str)]); 2] =
-        [(&["--no-create"], &[]), (&[], &[("UNIPAY_NO_CREATE", "1")])];
-    for (extra, envs) in cases {
+    let flag: (&[&str], &[(&str, &str)]) = (&["--no-create"], &[]);
+    let env: (&[&str], &[(&str, &str)]) = (&[], &[("UNIPAY_NO_CREATE", "1")]);
+    for (extra, envs) in [flag, env] {
         let (code, out, err) = serve_refused(&db, extra, envs);
         assert_eq!(code, Some(2), "{extra:?} {envs:?}: {err}");
         assert!(out.is_empty(), "it must not listen: {out}");
