@@ -61,6 +61,7 @@ const DEMO_MCH_NO: &str = "DEMO_MCH";
 const DEMO_APP_ID: &str = "DEMO_APP";
 
 fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
+    refuse_absent(&cfg.db, cfg.create)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let random: Arc<dyn Random> = Arc::new(OsRandom);
     // A damaged file is refused before anything (the migration, the demo app) writes to it; a
@@ -88,7 +89,7 @@ fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
         false => None,
     };
     drop(db);
-    let (store, _) = Store::open(&cfg.db, cfg.offset)?;
+    let (store, _) = Store::open_with_fault(&cfg.db, cfg.offset, cfg.test_fault.clone())?;
     let store = Arc::new(store);
     let listener = TcpListener::bind(&cfg.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -242,6 +243,28 @@ fn stop_gracefully(
         drained.in_flight,
         drained.idle_closed
     );
+    Ok(())
+}
+
+/// A database file that is missing (or empty) is made new only when that is wanted: with
+/// `--no-create` a volume that did not mount is not a first start. And never when its `-wal` or
+/// `-shm` file is there: that database's main file is gone, and a new one beside its WAL would
+/// lose the WAL or mix the two. Both are refused as usage errors (exit code 2).
+fn refuse_absent(db: &std::path::Path, create: bool) -> Result<(), UsageError> {
+    if !store::is_absent(db) {
+        return Ok(());
+    }
+    let found = store::leftovers(db);
+    if !found.is_empty() {
+        return Err(UsageError(store::orphaned_message(db, &found)));
+    }
+    if !create {
+        return Err(UsageError(format!(
+            "no database at {} (the file is missing or empty) and --no-create is given: \
+             refusing to create one. Is its volume mounted?",
+            db.display()
+        )));
+    }
     Ok(())
 }
 

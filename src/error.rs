@@ -47,8 +47,8 @@ pub enum Error {
     CloseFailed(String),
     /// 20080: the channel refused to start the payment, or its answer could not be trusted.
     PayFailed(String),
-    /// 10500: the request was not handled (it did not arrive in time, the server is full);
-    /// the text says why. Nothing was done: send it again.
+    /// 10500: the request was not handled (it did not arrive in time, the server is full, the
+    /// database's disk is full); the text says why. Nothing was done: send it again.
     Unavailable(&'static str),
     /// 10500: anything else; the cause is logged, never sent.
     Internal(std::sync::Arc<dyn std::error::Error + Send + Sync>),
@@ -68,6 +68,8 @@ pub const MSG_REQUEST_TIMEOUT: &str = "请求超时，未在时限内收到完�
 pub const MSG_OVERLOADED: &str = "系统繁忙，请稍后重试";
 /// The background integrity check found damage: nothing is written any more.
 pub const MSG_DB_DAMAGED: &str = "数据库文件已损坏, 已停止写入, 请从备份恢复";
+/// The database's disk is full: nothing was written.
+pub const MSG_STORE_FULL: &str = "存储空间已满，暂时无法写入，请稍后重试";
 
 // 10506 (`Validation`).
 pub const MSG_BODY_TOO_LARGE: &str = "请求体过大";
@@ -216,6 +218,11 @@ impl Error {
         }
     }
 
+    /// Whether this is a write refused for a full disk.
+    pub fn is_store_full(&self) -> bool {
+        matches!(self, Error::Unavailable(why) if *why == MSG_STORE_FULL)
+    }
+
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
         Error::Internal(boxed.into())
@@ -241,7 +248,12 @@ impl std::error::Error for Error {
 }
 
 impl From<rusqlite::Error> for Error {
+    /// A full disk is said as such (the store logs it once per episode, not per request);
+    /// any other database error is a system error, its cause for the log.
     fn from(e: rusqlite::Error) -> Error {
-        Error::Internal(std::sync::Arc::new(e))
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::Unavailable(MSG_STORE_FULL),
+            _ => Error::Internal(std::sync::Arc::new(e)),
+        }
     }
 }

@@ -108,8 +108,15 @@ pub fn once(
             reply: answer.response.body.clone(),
             now: call.now,
         });
-        if let Err(e) = remembered {
-            log::error!("trace={trace_id} app={app_id}: cannot remember the nonceStr reply: {e}");
+        match remembered {
+            Ok(()) => {}
+            // A full disk is logged by the store, once.
+            Err(e) if e.is_store_full() => log::debug!(
+                "trace={trace_id} app={app_id}: the nonceStr reply is not remembered: {e}"
+            ),
+            Err(e) => log::error!(
+                "trace={trace_id} app={app_id}: cannot remember the nonceStr reply: {e}"
+            ),
         }
     }
     answer

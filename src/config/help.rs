@@ -30,9 +30,14 @@ Usage: unipay serve [--db PATH] [--listen HOST:PORT] [--tz-offset +08:00]
                     [--admin-token TOKEN] [--public-url URL] [--channel-timeout 10s]
                     [--no-sandbox] [--admin-token-file FILE] [--max-conns-per-ip 256]
                     [--shutdown-grace 10s] [--metrics-public]
+                    [--no-create]
 
 Options:
-  --db PATH            SQLite database file, created when missing  [env UNIPAY_DB, default ./unipay.db]
+  --db PATH            SQLite database file, created when missing (unless --no-create)
+                       [env UNIPAY_DB, default ./unipay.db]
+  --no-create          Refuse to start (exit code 2) when the database file is missing or empty
+                       instead of creating a new one with a demo app: a volume that did not
+                       mount is not a first start  [env UNIPAY_NO_CREATE=1]. Use it in production
   --listen HOST:PORT   Address to listen on; port 0 picks a free one  [env UNIPAY_LISTEN, default 127.0.0.1:9999]
   --tz-offset OFFSET   UTC offset that request times are read in  [env UNIPAY_TZ_OFFSET, default +08:00]
   --notify-retry-schedule LIST
@@ -63,8 +68,10 @@ Options:
   -h, --help           Print this help
 
 The first line on stdout is `listening on http://HOST:PORT`. On a brand-new database a demo
-merchant and app are created and their credentials printed once. GET /healthz answers 200 while
-the database answers and the writer commits, 503 (with the reason) otherwise.
+merchant and app are created and their credentials printed once. A database file that is
+missing or empty while its -wal or -shm file is there is refused in any case (exit code 2):
+restore the file, or move those aside. GET /healthz answers 200 while the database answers and
+the writer commits, 503 (with the reason) otherwise.
 ";
 
 pub const APP_HELP: &str = "\

@@ -11,7 +11,7 @@ mod values;
 use crate::domain::Amount;
 use crate::notify::NotifyConfig;
 use crate::sign::SignType;
-use crate::store::EventFilter;
+use crate::store::{EventFilter, TestFault};
 use crate::sys::UtcOffset;
 
 pub use channel::{ChannelArgs, ChannelCommand};
@@ -88,6 +88,10 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Whether `/metrics` is served without the admin token (`--metrics-public`).
     pub metrics_public: bool,
+    /// A store fault for tests (`UNIPAY_TEST_FAULT`, test-only; see `TestFault`).
+    pub test_fault: Option<TestFault>,
+    /// Whether a missing database file is created (`--no-create` turns it off).
+    pub create: bool,
 }
 
 /// A secret from the command line: its `Debug` never shows it.
@@ -263,6 +267,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     let mut public_url = env("UNIPAY_PUBLIC_URL");
     let mut channel_timeout = env("UNIPAY_CHANNEL_TIMEOUT");
     let mut sandbox = env("UNIPAY_NO_SANDBOX").is_none_or(|v| v == "0");
+    let mut create = env("UNIPAY_NO_CREATE").is_none_or(|v| v == "0");
     let mut max_conns_per_ip = env("UNIPAY_MAX_CONNS_PER_IP");
     let mut grace = env("UNIPAY_SHUTDOWN_GRACE");
     let mut metrics_public = env("UNIPAY_METRICS_PUBLIC").is_some_and(|v| v != "0");
@@ -284,6 +289,7 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--no-sandbox" if inline.is_none() => sandbox = false,
             "--metrics-public" if inline.is_none() => metrics_public = true,
             "--shutdown-grace" => grace = Some(args.value("--shutdown-grace", inline)?),
+            "--no-create" if inline.is_none() => create = false,
             "--channel-timeout" => channel_timeout = Some(args.value("--channel-timeout", inline)?),
             "--max-conns-per-ip" => {
                 max_conns_per_ip = Some(args.value("--max-conns-per-ip", inline)?)
@@ -348,6 +354,12 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
             "--channel-timeout: between 100ms and 60s".into(),
         ));
     }
+    let test_fault = match env("UNIPAY_TEST_FAULT") {
+        Some(spec) => Some(
+            TestFault::parse(&spec).map_err(|e| UsageError(format!("UNIPAY_TEST_FAULT: {e}")))?,
+        ),
+        None => None,
+    };
     let max_conns_per_ip = match max_conns_per_ip {
         Some(text) => {
             usize::try_from(parse_int("--max-conns-per-ip", &text, 1)?).unwrap_or(usize::MAX)
@@ -366,6 +378,8 @@ fn parse_serve(args: &mut Args) -> Result<Command, UsageError> {
     Ok(Command::Serve(ServeConfig {
         shutdown_grace,
         metrics_public,
+        create,
+        test_fault,
         max_conns_per_ip,
         public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         sandbox,
@@ -668,6 +682,17 @@ mod tests {
         assert!(parse(&["serve", "--bogus"]).is_err());
         assert!(parse(&["serve", "--db"]).is_err());
         assert!(parse(&["serve", "--tz-offset", "8"]).is_err());
+    }
+
+    #[test]
+    fn no_create_is_a_flag() {
+        let create = |args: &[&str]| match parse(args) {
+            Ok(Command::Serve(c)) => Ok(c.create),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(create(&["serve"]), Ok(true));
+        assert_eq!(create(&["serve", "--no-create"]), Ok(false));
+        assert!(create(&["serve", "--no-create=1"]).is_err());
     }
 
     #[test]

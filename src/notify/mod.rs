@@ -9,14 +9,16 @@
 //!
 //! Delivery is at least once: an attempt that was in flight when the process died was not
 //! recorded, so its event is still pending and due, and is sent again after a restart. The
-//! header `X-Unipay-Event-Id` is the same on every attempt of an event, for deduplication.
+//! header `X-Unipay-Event-Id` is the same on every attempt of an event, for deduplication. An
+//! attempt that could not be recorded (a full disk) leaves its event due too: it is handed out
+//! again only after `UNRECORDED_PAUSE`, not at once and over and over.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::metrics;
 use crate::stop::Stop;
@@ -61,6 +63,11 @@ const MAX_REPLY: u64 = 64 * 1024;
 const SCAN_LIMIT: usize = 256;
 /// Longest the dispatcher sleeps without looking (catches resends made by another process).
 const MAX_IDLE: Duration = Duration::from_secs(1);
+/// How long an event whose attempt could not be recorded waits before it is sent again.
+const UNRECORDED_PAUSE: Duration = Duration::from_secs(5);
+
+/// Events a worker finished: the id, and whether its attempt was recorded.
+type Done = Arc<Mutex<Vec<(i64, bool)>>>;
 
 /// Starts the dispatcher and its workers. They run until `stop`: then no attempt starts, and
 /// those under way are recorded (`Stop::wait_idle` waits for them).
@@ -78,7 +85,7 @@ pub fn start(
         .redirects(0)
         .build();
     let signal = store.events_signal();
-    let done = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let done: Done = Arc::default();
     let (work_tx, work_rx) = mpsc::channel::<DueEvent>();
     let work_rx = Arc::new(Mutex::new(work_rx));
     let cfg = Arc::new(cfg);
@@ -106,30 +113,42 @@ pub fn start(
 }
 
 /// Finds due events and hands each to a worker once; an event is handed out again only after
-/// its worker reported it done (so after its attempt was committed).
+/// its worker reported it done (so after its attempt was committed), or `UNRECORDED_PAUSE`
+/// after that when its attempt could not be recorded.
 fn dispatch(
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     signal: Arc<Signal>,
-    done: Arc<Mutex<Vec<i64>>>,
+    done: Done,
     work_tx: Sender<DueEvent>,
     stop: Arc<Stop>,
 ) {
     let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut held: HashMap<i64, Instant> = HashMap::new();
     loop {
         if stop.is_set() {
             // The workers' queue closes: they finish the attempt under way and end.
             return;
         }
         // Finished events first: their attempts are committed, so the scan below sees them.
-        for id in done.lock().expect("notify done list").drain(..) {
+        for (id, recorded) in done.lock().expect("notify done list").drain(..) {
             in_flight.remove(&id);
+            if !recorded {
+                held.insert(id, Instant::now() + UNRECORDED_PAUSE);
+            }
         }
+        held.retain(|_, until| *until > Instant::now());
         let now = clock.now_ms();
-        let mut wait = MAX_IDLE;
-        match store.due_events(now, SCAN_LIMIT + in_flight.len()) {
+        let mut wait = held
+            .values()
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .fold(MAX_IDLE, Duration::min);
+        match store.due_events(now, SCAN_LIMIT + in_flight.len() + held.len()) {
             Ok(due) => {
                 for ev in due {
+                    if held.contains_key(&ev.id) {
+                        continue;
+                    }
                     if in_flight.insert(ev.id) && work_tx.send(ev).is_err() {
                         return;
                     }
@@ -152,7 +171,7 @@ struct Worker {
     offset: UtcOffset,
     cfg: Arc<NotifyConfig>,
     agent: ureq::Agent,
-    done: Arc<Mutex<Vec<i64>>>,
+    done: Done,
     signal: Arc<Signal>,
     stop: Arc<Stop>,
 }
@@ -174,13 +193,17 @@ impl Worker {
                 return;
             };
             let id = ev.id;
-            self.attempt(ev);
-            self.done.lock().expect("notify done list").push(id);
+            let recorded = self.attempt(ev);
+            self.done
+                .lock()
+                .expect("notify done list")
+                .push((id, recorded));
             self.signal.raise();
         }
     }
 
-    fn attempt(&self, ev: DueEvent) {
+    /// One attempt at delivering `ev`; returns whether it was recorded.
+    fn attempt(&self, ev: DueEvent) -> bool {
         let sent = self.send(&ev);
         let at = self.clock.now_ms();
         let round = ev.attempts as usize; // attempts before this one, in this round
@@ -223,9 +246,18 @@ impl Worker {
             detail: sent.detail,
             retry_at,
         };
-        if let Err(e) = self.store.record_attempt(ev.id, attempt) {
-            // Not recorded: the event stays due and is tried again (at least once).
-            log::error!("notify event={}: cannot record the attempt: {e}", ev.id);
+        match self.store.record_attempt(ev.id, attempt) {
+            Ok(()) => true,
+            // Not recorded: the event stays due and is tried again (at least once). A full
+            // disk is logged by the store, once.
+            Err(e) if e.is_store_full() => {
+                log::debug!("notify event={}: the attempt is not recorded: {e}", ev.id);
+                false
+            }
+            Err(e) => {
+                log::error!("notify event={}: cannot record the attempt: {e}", ev.id);
+                false
+            }
         }
     }
 

@@ -11,6 +11,8 @@ pub mod admin;
 mod apps;
 mod backup;
 mod channels;
+mod fault;
+mod full;
 mod nonce;
 mod offline;
 mod open;
@@ -39,9 +41,11 @@ pub use backup::{
     CHECK_BEFORE_SERVING_MAX_BYTES,
 };
 pub use channels::ChannelConfig;
+pub use fault::TestFault;
 pub use nonce::{Memo, NewNonce, Render, ReplyMemo, SeenNonce};
 pub use offline::Offline;
-pub use open::{open_connection, OpenError};
+use open::grow_in_chunks;
+pub use open::{is_absent, leftovers, open_connection, orphaned_message, OpenError};
 pub use orders::{CloseIntent, Inserted, LocalClose, NewOrder, OrderRef, Payment};
 pub use outbox::{Attempt, DueEvent, EventFilter};
 pub use refunds::{CreatedRefund, NewRefund, RefundMemo, SendSlot, SyncRecord};
@@ -80,24 +84,27 @@ impl Store {
     /// Opens (creating or migrating) the database and starts its writer thread.
     /// Returns the store and whether the database was brand new.
     pub fn open(path: &Path, offset: UtcOffset) -> Result<(Store, bool), OpenError> {
+        Store::open_with_fault(path, offset, None)
+    }
+
+    /// `open`, with a fault for tests (`TestFault`; `None` in production).
+    pub fn open_with_fault(
+        path: &Path,
+        offset: UtcOffset,
+        fault: Option<TestFault>,
+    ) -> Result<(Store, bool), OpenError> {
         let (conn, fresh) = open_connection(path)?;
-        let last_order_id: i64 = conn
-            .query_row("SELECT coalesce(max(id), 0) FROM pay_order", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         let events = Arc::new(Signal::default());
-        let state = WriterState {
-            last_order_id,
-            events_enqueued: false,
-            events: events.clone(),
-        };
+        let state = WriterState::load(&conn, events.clone())
+            .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
         // A checkpoint copies pages from the WAL to the file: it needs no page cache of its own.
         let checkpointer = Connection::open(path)
             .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|_| c))
             .and_then(|c| c.pragma_update(None, "cache_size", -64).map(|_| c))
+            .and_then(|c| grow_in_chunks(&c).map(|_| c))
+            .and_then(|c| grow_in_chunks(&conn).map(|_| c))
             .map_err(|e| OpenError::Sqlite(path.to_path_buf(), e))?;
-        let writer = Writer::start(conn, checkpointer, state).map_err(OpenError::Thread)?;
+        let writer = Writer::start(conn, checkpointer, state, fault).map_err(OpenError::Thread)?;
         let store = Store {
             path: path.to_path_buf(),
             apps: Mutex::new(HashMap::new()),

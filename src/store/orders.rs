@@ -416,6 +416,12 @@ impl Store {
     }
 }
 
+/// The highest order id on disk (0 without orders): new orders take the next ones.
+pub(super) fn last_order_id(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT coalesce(max(id), 0) FROM pay_order")?
+        .query_row([], |r| r.get(0))
+}
+
 /// Orders flagged for an operator, newest first (the CLI uses its own connection).
 pub(super) fn attention_orders(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Order>> {
     let mut st = c.prepare_cached(&format!(

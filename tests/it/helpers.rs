@@ -120,6 +120,16 @@ impl TestServer {
     pub fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> TestServer {
         let dir = temp_dir("srv");
         let db = dir.join("gw.db");
+        TestServer::start_in(dir, db, extra, envs)
+    }
+
+    /// Starts a server on the database at `db` (on a file system of its own, say); its logs
+    /// stay in a temp dir of their own.
+    pub fn start_on(db: PathBuf, extra: &[&str]) -> TestServer {
+        TestServer::start_in(temp_dir("srv"), db, extra, &[])
+    }
+
+    fn start_in(dir: PathBuf, db: PathBuf, extra: &[&str], envs: &[(&str, &str)]) -> TestServer {
         let offset = extra
             .iter()
             .position(|a| *a == "--tz-offset")

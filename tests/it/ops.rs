@@ -191,3 +191,49 @@ fn every_family_has_series_after_traffic_and_the_sample_is_saved() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("metrics-sample.txt"), &text).unwrap();
 }
+
+#[test]
+fn healthz_answers_503_while_the_writer_is_stuck() {
+    // Once the file exists, the next batch waits 7 s before it begins, as behind a disk that
+    // does not answer.
+    let dir = temp_dir("stuck");
+    let trigger = dir.join("stall");
+    let fault = format!("stall:7000:{}", trigger.display());
+    let srv = TestServer::start_with_env(&[], &[("UNIPAY_TEST_FAULT", &fault)]);
+    let app = srv.app("A_STUCK");
+    assert_eq!(srv.get("/healthz").status, 200);
+    std::fs::write(&trigger, b"").unwrap();
+    let writer = {
+        let (addr, app) = (srv.addr.clone(), app.clone());
+        std::thread::spawn(move || {
+            let body = app.signed(
+                "/unipay/gateway/prePay",
+                json!({"bizOrderNo": "W1", "title": "t", "amount": "1.00"}),
+            );
+            http(
+                &addr,
+                "POST",
+                "/unipay/gateway/prePay",
+                &serde_json::to_vec(&body).unwrap(),
+            )
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    let stuck = loop {
+        let r = srv.get("/healthz");
+        if r.status == 503 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", srv.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        stuck.body.contains("has not committed for"),
+        "{}",
+        stuck.body
+    );
+    // The batch goes through in the end; so does the health check.
+    let reply = writer.join().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(srv.get("/healthz").status, 200);
+}
