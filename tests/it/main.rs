@@ -31,4 +31,5 @@ mod signature;
 mod sim;
 mod stalls;
 mod wechat;
+mod wechat_refund;
 mod window;
