@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("../../migrations/002-channels.sql"),
     include_str!("../../migrations/003-refunds.sql"),
+    include_str!("../../migrations/004-sync-closes.sql"),
 ];
 
 /// How long a connection waits for another process's lock (e.g. `unipay app create`).

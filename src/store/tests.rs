@@ -126,3 +126,83 @@ fn a_big_file_is_checked_whole_after_its_schema_and_damage_is_found_either_way()
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn step_4_keeps_the_closes_and_lets_a_sync_close() {
+    let dir = temp_dir("step4");
+    let path = dir.join("s.db");
+    {
+        // A database of steps 1–3 with a close record and a close intent.
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        let tx = conn.transaction().unwrap();
+        for step in &MIGRATIONS[..3] {
+            tx.execute_batch(step).unwrap();
+        }
+        tx.execute_batch(
+            "INSERT INTO merchant (mch_no, created_at) VALUES ('M1', 1);
+             INSERT INTO app (app_id, mch_no, sign_type, secret, created_at)
+                 VALUES ('A1', 'M1', 'md5', 's', 1);
+             INSERT INTO pay_order (id, order_no, mch_no, app_id, biz_order_no, title, amount,
+                 refundable_balance, status, expired_time, created_at, updated_at)
+                 VALUES (7, 'P1', 'M1', 'A1', 'B1', 't', 1, 1, 'progress', 9, 1, 1);
+             INSERT INTO close_record (id, order_id, order_no, biz_order_no, close_type, closed,
+                 actor, created_at) VALUES (3, 7, 'P1', 'B1', 'close', 0, 'api', 5);
+             INSERT INTO close_intent (order_id, close_type, actor, created_at)
+                 VALUES (7, 'cancel', 'expiry', 6);",
+        )
+        .unwrap();
+        let sync = tx.execute(
+            "INSERT INTO close_record (order_id, order_no, biz_order_no, close_type, closed,
+                 actor, created_at) VALUES (7, 'P1', 'B1', 'close', 1, 'sync', 6)",
+            [],
+        );
+        assert!(sync.is_err(), "steps 1–3 refuse a close by a sync");
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.commit().unwrap();
+    }
+    let (conn, fresh) = open_connection(&path).unwrap();
+    assert!(!fresh);
+    let kept: (i64, String, i64) = conn
+        .query_row(
+            "SELECT id, actor, created_at FROM close_record WHERE order_id = 7",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(kept, (3, "api".to_string(), 5));
+    let intent: (String, String) = conn
+        .query_row("SELECT close_type, actor FROM close_intent", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(intent, ("cancel".to_string(), "expiry".to_string()));
+    conn.execute(
+        "INSERT INTO close_record (order_id, order_no, biz_order_no, close_type, closed, actor,
+             created_at) VALUES (7, 'P1', 'B1', 'close', 1, 'sync', 6)",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM close_intent", []).unwrap();
+    conn.execute(
+        "INSERT INTO close_intent (order_id, close_type, actor, created_at)
+             VALUES (7, 'close', 'sync', 7)",
+        [],
+    )
+    .unwrap();
+    let bad = conn.execute(
+        "INSERT INTO close_record (order_id, order_no, biz_order_no, close_type, closed, actor,
+             created_at) VALUES (7, 'P1', 'B1', 'close', 1, 'nobody', 6)",
+        [],
+    );
+    assert!(bad.is_err(), "the CHECK is still there");
+    let index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'close_record_order'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

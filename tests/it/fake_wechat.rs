@@ -13,9 +13,22 @@
 //! request again gets the same answer), close and query follow B6, and every reply — a 204 and
 //! the errors too — is signed with the platform key over `TIMESTAMP\nNONCE\nBODY\n` and carries
 //! `Wechatpay-Serial` (the public key ID) and `Wechatpay-Signature-Type`. A `Mode` per operation
-//! ("native", "jsapi", "h5", "close", "query") changes how its verified calls are answered.
+//! ("native", "jsapi", "h5", "close", "query", "refund", "query_refund") changes how its
+//! verified calls are answered.
 //! Buyer actions: `pay` (then a `TRANSACTION.SUCCESS` notice, AES-256-GCM with the APIv3 key,
-//! signed, retried on a schedule until a 200/204), `pay_silently`, `close_trade`.
+//! signed, retried on a schedule until a 200/204), `pay_silently`, `close_trade`,
+//! `set_trade_state`.
+//!
+//! Refunds (refund-sync.md §9.3, §9.4): `POST /v3/refund/domestic/refunds` books a refund of a
+//! paid trade (`trade_state` becomes `REFUND`) with the status `set_refund_result` chose
+//! (`PROCESSING` unless told otherwise); one `out_refund_no` refunds at most once (a repeat with
+//! the same trade and amount answers the same refund, another one is `INVALID_REQUEST`); the
+//! refunds of a trade that are not `CLOSED` add up to at most its amount; `reason` is
+//! `string[1,80]` counted in UTF-8 bytes. `GET /v3/refund/domestic/refunds/{out_refund_no}`
+//! answers the refund or `404 RESOURCE_NOT_EXISTS`. `settle_refund` (or `settle_refund_as`)
+//! finishes a refund; a refund that reaches `SUCCESS`, `CLOSED` or `ABNORMAL` is notified to its
+//! `notify_url` (`REFUND.*`, the resource `original_type: refund`, AAD `refund`), retried like
+//! payment notices; their attempts are kept under the `out_refund_no`.
 //!
 //! unipay is configured with `merchant-private-key.pem`, `SERIAL_NO`, `APIV3_KEY`,
 //! `platform-public-key.pem` and `KEY_ID`: `channel_set_args` gives the `channel set` flags.
@@ -98,6 +111,22 @@ struct State {
     bad_signatures: usize,
     notices: HashMap<String, Vec<(u16, String)>>,
     schedule: Vec<Duration>,
+    refunds: HashMap<String, Refunded>,
+    /// The status a new refund gets (`None`: `PROCESSING`).
+    refund_result: Option<&'static str>,
+}
+
+/// A refund in the fake's book.
+struct Refunded {
+    out_trade_no: String,
+    refund_id: String,
+    transaction_id: String,
+    refund: i64,
+    total: i64,
+    notify_url: Option<String>,
+    status: &'static str,
+    created_ms: i64,
+    success_ms: Option<i64>,
 }
 
 /// A prepaid order and its trade.
@@ -184,8 +213,17 @@ fn parse_authorization(header: &str) -> Option<HashMap<String, String>> {
     Some(fields)
 }
 
-/// The operation of a request and the (decoded) order number in its path.
+const REFUNDS: &str = "/v3/refund/domestic/refunds";
+
+/// The operation of a request and the (decoded) order or refund number in its path.
 fn route(method: &str, path: &str) -> Option<(&'static str, String)> {
+    if let Some(rest) = path.strip_prefix(REFUNDS) {
+        return match (method, rest) {
+            ("POST", "") => Some(("refund", String::new())),
+            ("GET", _) => Some(("query_refund", form::decode(rest.strip_prefix('/')?, false))),
+            _ => None,
+        };
+    }
     let by_no = path.strip_prefix("/v3/pay/transactions/out-trade-no/");
     let op = match (method, path.strip_prefix("/v3/pay/transactions/")?) {
         ("POST", "native") => "native",
@@ -288,6 +326,8 @@ impl Shared {
                     (Mode::ServerError, _) => error(500, "SYSTEM_ERROR", "系统错误"),
                     (_, "close") => self.close(&no, &body),
                     (_, "query") => self.query(&no, query),
+                    (_, "refund") => self.refund(&body),
+                    (_, "query_refund") => self.query_refund(&no),
                     _ => self.prepay(op, body),
                 };
                 (answer, mode)
@@ -401,7 +441,7 @@ impl Shared {
         let mut st = self.state();
         if let Some(o) = st.orders.get(&no) {
             return match o.state {
-                "SUCCESS" => error(400, "ORDERPAID", "该订单已支付"),
+                "SUCCESS" | "REFUND" => error(400, "ORDERPAID", "该订单已支付"),
                 "CLOSED" => error(400, "ORDER_CLOSED", "该订单已关闭"),
                 _ if o.request != body => error(400, "INVALID_REQUEST", "201 商户订单号重复"),
                 _ => reply(200, &o.answer),
@@ -439,7 +479,7 @@ impl Shared {
             return error(404, "ORDER_NOT_EXIST", "订单不存在");
         };
         match o.state {
-            "SUCCESS" => error(400, "ORDERPAID", "订单已支付"),
+            "SUCCESS" | "REFUND" => error(400, "ORDERPAID", "订单已支付"),
             "CLOSED" => error(400, "ORDER_CLOSED", "订单已关闭"),
             _ => {
                 o.state = "CLOSED";
@@ -459,8 +499,145 @@ impl Shared {
         }
     }
 
-    /// Sends `body` to `url` on the schedule until a 200/204, recording every attempt.
-    fn spawn_notifier(self: &Arc<Self>, out_trade_no: String, url: String, body: Vec<u8>) {
+    /// `POST /v3/refund/domestic/refunds`.
+    fn refund(self: &Arc<Self>, body: &Value) -> Answer {
+        let text = |p: &str| {
+            body.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let int = |p: &str| body.pointer(p).and_then(Value::as_i64).filter(|v| *v > 0);
+        for p in ["/out_trade_no", "/out_refund_no", "/amount/currency"] {
+            if text(p).is_none() {
+                return param_error("body", p);
+            }
+        }
+        for p in ["/amount/refund", "/amount/total"] {
+            if int(p).is_none() {
+                return param_error("body", p);
+            }
+        }
+        let (trade, no) = (
+            text("/out_trade_no").unwrap(),
+            text("/out_refund_no").unwrap(),
+        );
+        let (refund, total) = (
+            int("/amount/refund").unwrap(),
+            int("/amount/total").unwrap(),
+        );
+        if text("/amount/currency") != Some("CNY") {
+            return error(400, "PARAM_ERROR", "币种不正确");
+        }
+        match body.get("reason").map(|r| r.as_str().map(str::len)) {
+            None => {}
+            Some(Some(1..=80)) => {}
+            Some(_) => return error(400, "PARAM_ERROR", "reason长度须为1至80字节"),
+        }
+        if body.get("notify_url").is_some() && text("/notify_url").is_none() {
+            return param_error("body", "/notify_url");
+        }
+        let mut st = self.state();
+        if let Some(r) = st.refunds.get(no) {
+            if r.out_trade_no != trade || r.refund != refund || r.total != total {
+                return error(400, "INVALID_REQUEST", "同一退款单号的请求参数不一致");
+            }
+            let tx = st.orders.get(trade).and_then(|o| o.transaction_id.clone());
+            return reply(200, &refund_object(no, r, tx).to_string());
+        }
+        let refunded: i64 = st
+            .refunds
+            .values()
+            .filter(|r| r.out_trade_no == trade && r.status != "CLOSED")
+            .map(|r| r.refund)
+            .sum();
+        let result = st.refund_result.unwrap_or("PROCESSING");
+        let Some(o) = st.orders.get_mut(trade) else {
+            return error(404, "RESOURCE_NOT_EXISTS", "订单不存在");
+        };
+        if !matches!(o.state, "SUCCESS" | "REFUND") {
+            return error(400, "INVALID_REQUEST", "订单未支付, 不能退款");
+        }
+        if o.request["amount"]["total"].as_i64() != Some(total) {
+            return error(400, "INVALID_REQUEST", "订单金额与原订单不一致");
+        }
+        if refunded + refund > total {
+            return error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额");
+        }
+        o.state = "REFUND";
+        let transaction_id = o.transaction_id.clone().unwrap_or_default();
+        let now = now_ms();
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst) % 1000;
+        let r = Refunded {
+            out_trade_no: trade.to_string(),
+            refund_id: format!(
+                "50300{seq:03}{}{:08}",
+                &sys::format_compact(now, UtcOffset::CST)[..8],
+                now as u64 % 100_000_000
+            ),
+            transaction_id,
+            refund,
+            total,
+            notify_url: text("/notify_url").map(str::to_string),
+            status: result,
+            created_ms: now,
+            success_ms: (result == "SUCCESS").then_some(now),
+        };
+        let answer = refund_object(no, &r, Some(r.transaction_id.clone())).to_string();
+        let notice = (result != "PROCESSING").then(|| refund_notice_of(no, &r));
+        st.refunds.insert(no.to_string(), r);
+        drop(st);
+        if let Some(notice) = notice {
+            self.notify_refund(no, notice);
+        }
+        reply(200, &answer)
+    }
+
+    /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
+    fn query_refund(&self, no: &str) -> Answer {
+        let st = self.state();
+        match st.refunds.get(no) {
+            Some(r) => {
+                let tx = Some(r.transaction_id.clone());
+                reply(200, &refund_object(no, r, tx).to_string())
+            }
+            None => error(404, "RESOURCE_NOT_EXISTS", "退款单不存在"),
+        }
+    }
+
+    /// Sends a refund's `(event_type, resource)` to its `notify_url`, if it has one.
+    fn notify_refund(self: &Arc<Self>, no: &str, (event, resource): (&'static str, Value)) {
+        let url = self
+            .state()
+            .refunds
+            .get(no)
+            .and_then(|r| r.notify_url.clone());
+        if let Some(url) = url {
+            let body = self.notice_body(event, &resource, "refund");
+            self.spawn_notifier(no.to_string(), url, body);
+        }
+    }
+
+    /// A notice body: `resource` encrypted (AAD `aad`, `original_type` `aad`).
+    fn notice_body(&self, event: &str, resource: &Value, aad: &str) -> Vec<u8> {
+        let id = format!("{}-{}-{}", random(8), random(4), random(12)).to_lowercase();
+        let summary = match event {
+            "TRANSACTION.SUCCESS" => "支付成功",
+            "REFUND.SUCCESS" => "退款成功",
+            "REFUND.CLOSED" => "退款关闭",
+            _ => "退款异常",
+        };
+        let body = json!({
+            "id": id, "create_time": sys::format_rfc3339(now_ms(), UtcOffset::CST),
+            "resource_type": "encrypt-resource", "event_type": event,
+            "summary": summary,
+            "resource": seal(&resource.to_string(), aad, aad),
+        });
+        body.to_string().into_bytes()
+    }
+
+    /// Sends `body` to `url` on the schedule until a 200/204, recording every attempt under
+    /// `key` (the `out_trade_no` of a payment, the `out_refund_no` of a refund).
+    fn spawn_notifier(self: &Arc<Self>, key: String, url: String, body: Vec<u8>) {
         let me = self.clone();
         let waits = self.state().schedule.clone();
         thread::spawn(move || {
@@ -472,7 +649,7 @@ impl Shared {
                 let (status, text) = FakeWechat::post_notification(&url, &headers, &body);
                 let mut st = me.state();
                 st.notices
-                    .entry(out_trade_no.clone())
+                    .entry(key.clone())
                     .or_default()
                     .push((status, text));
                 if status == 200 || status == 204 {
@@ -483,12 +660,68 @@ impl Shared {
     }
 }
 
+/// `plain` encrypted with the APIv3 key (AES-256-GCM, a random 12-character nonce, `aad` as
+/// associated data), as a notice's `resource`.
+fn seal(plain: &str, aad: &str, original_type: &str) -> Value {
+    let nonce = random(12);
+    let (key, iv) = (APIV3_KEY.as_bytes(), nonce.as_bytes());
+    let sealed = aes_gcm_seal(key, iv, aad.as_bytes(), plain.as_bytes()).unwrap();
+    json!({
+        "original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": b64(&sealed), "associated_data": aad, "nonce": nonce,
+    })
+}
+
+/// A refund as the refund and its query answer it (`wechatpay-go` `refunddomestic.Refund`).
+fn refund_object(no: &str, r: &Refunded, transaction_id: Option<String>) -> Value {
+    let mut v = json!({
+        "refund_id": r.refund_id, "out_refund_no": no,
+        "transaction_id": transaction_id.unwrap_or_default(), "out_trade_no": r.out_trade_no,
+        "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+        "create_time": sys::format_rfc3339(r.created_ms, UtcOffset::CST),
+        "status": r.status, "funds_account": "AVAILABLE",
+        "amount": {
+            "total": r.total, "refund": r.refund, "payer_total": r.total, "payer_refund": r.refund,
+            "settlement_refund": r.refund, "settlement_total": r.total, "discount_refund": 0,
+            "currency": "CNY", "refund_fee": 0,
+        },
+        "promotion_detail": [],
+    });
+    if let Some(ms) = r.success_ms {
+        v["success_time"] = json!(sys::format_rfc3339(ms, UtcOffset::CST));
+    }
+    v
+}
+
+/// The `(event_type, decrypted resource)` of a notice about a refund in a final state.
+fn refund_notice_of(no: &str, r: &Refunded) -> (&'static str, Value) {
+    let event = match r.status {
+        "SUCCESS" => "REFUND.SUCCESS",
+        "CLOSED" => "REFUND.CLOSED",
+        "ABNORMAL" => "REFUND.ABNORMAL",
+        other => panic!("no notice for a {other} refund ({no})"),
+    };
+    let mut v = json!({
+        "mchid": MCHID, "out_trade_no": r.out_trade_no, "transaction_id": r.transaction_id,
+        "out_refund_no": no, "refund_id": r.refund_id, "refund_status": r.status,
+        "user_received_account": "支付用户零钱",
+        "amount": { "total": r.total, "refund": r.refund, "payer_total": r.total,
+                    "payer_refund": r.refund },
+    });
+    if let Some(ms) = r.success_ms {
+        v["success_time"] = json!(sys::format_rfc3339(ms, UtcOffset::CST));
+    }
+    (event, v)
+}
+
 /// The Transaction of an order, as query answers it and notices carry it.
 fn transaction(no: &str, o: &Order) -> Value {
     let req = &o.request;
     let total = req["amount"]["total"].as_i64().unwrap_or(0);
     let desc = match o.state {
         "SUCCESS" => "支付成功",
+        "REFUND" => "转入退款",
+        "REVOKED" => "已撤销",
         "CLOSED" => "订单已关闭",
         _ => "订单未支付",
     };
@@ -566,7 +799,7 @@ impl FakeWechat {
         args
     }
 
-    /// `op`: "native", "jsapi", "h5", "close" or "query".
+    /// `op`: "native", "jsapi", "h5", "close", "query", "refund" or "query_refund".
     pub fn set_mode(&self, op: &str, mode: Mode) {
         self.shared.state().modes.insert(op.to_string(), mode);
     }
@@ -634,10 +867,110 @@ impl FakeWechat {
         id
     }
 
+    /// Sets a trade's `trade_state` (`REVOKED`, `PAYERROR`, …) as WeChat would. Panics for an
+    /// unknown order.
+    pub fn set_trade_state(&self, out_trade_no: &str, state: &'static str) {
+        self.with_order(out_trade_no, "set_trade_state", |o| o.state = state)
+    }
+
+    /// The status new refunds get: `PROCESSING` (the default), `SUCCESS`, `CLOSED` or
+    /// `ABNORMAL`.
+    pub fn set_refund_result(&self, status: &'static str) {
+        assert!(
+            ["PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL"].contains(&status),
+            "{status}"
+        );
+        self.shared.state().refund_result = Some(status);
+    }
+
+    /// The status of a refund in the book.
+    pub fn refund_state(&self, out_refund_no: &str) -> Option<String> {
+        let st = self.shared.state();
+        st.refunds.get(out_refund_no).map(|r| r.status.to_string())
+    }
+
+    /// WeChat's `refund_id` of a refund in the book.
+    pub fn refund_id(&self, out_refund_no: &str) -> Option<String> {
+        let st = self.shared.state();
+        st.refunds.get(out_refund_no).map(|r| r.refund_id.clone())
+    }
+
+    /// How many refunds the book has, and their sum, for a trade (all statuses but `CLOSED`).
+    pub fn refunds_of(&self, out_trade_no: &str) -> (usize, i64) {
+        let st = self.shared.state();
+        let of = st
+            .refunds
+            .values()
+            .filter(|r| r.out_trade_no == out_trade_no);
+        let live: Vec<i64> = of
+            .filter(|r| r.status != "CLOSED")
+            .map(|r| r.refund)
+            .collect();
+        (live.len(), live.iter().sum())
+    }
+
+    /// WeChat finishes a `PROCESSING` (or `ABNORMAL`) refund: `SUCCESS`; then its notice.
+    pub fn settle_refund(&self, out_refund_no: &str) {
+        self.settle_refund_as(out_refund_no, "SUCCESS");
+    }
+
+    /// WeChat moves a refund that is not final to `status` (`SUCCESS`, `CLOSED` or `ABNORMAL`);
+    /// then its notice. Panics for an unknown or final refund.
+    pub fn settle_refund_as(&self, out_refund_no: &str, status: &'static str) {
+        let notice = self.settle_refund_silently(out_refund_no, status);
+        self.shared.notify_refund(out_refund_no, notice);
+    }
+
+    /// `settle_refund_as` without a notice; returns the notice that was not sent.
+    pub fn settle_refund_silently(
+        &self,
+        out_refund_no: &str,
+        status: &'static str,
+    ) -> (&'static str, Value) {
+        assert!(
+            ["SUCCESS", "CLOSED", "ABNORMAL"].contains(&status),
+            "{status}"
+        );
+        let mut st = self.shared.state();
+        let r = st.refunds.get_mut(out_refund_no);
+        let r = r.unwrap_or_else(|| panic!("settle_refund({out_refund_no}): no such refund"));
+        assert!(
+            matches!(r.status, "PROCESSING" | "ABNORMAL"),
+            "settle_refund({out_refund_no}): already {}",
+            r.status
+        );
+        r.status = status;
+        if status == "SUCCESS" {
+            r.success_ms = Some(now_ms());
+        }
+        refund_notice_of(out_refund_no, r)
+    }
+
+    /// The decrypted resource of a notice about a final refund (for tampering tests).
+    pub fn refund_resource(&self, out_refund_no: &str) -> (&'static str, Value) {
+        let st = self.shared.state();
+        let r = st.refunds.get(out_refund_no);
+        refund_notice_of(out_refund_no, r.expect("refund_resource: no such refund"))
+    }
+
+    /// A fresh, validly signed notice with this event and decrypted `resource` (encrypted with
+    /// AAD `refund`): (headers, body).
+    pub fn refund_notice(&self, event: &str, resource: &Value) -> (Vec<(String, String)>, Vec<u8>) {
+        let body = self.shared.notice_body(event, resource, "refund");
+        (self.sign_notification(&body), body)
+    }
+
+    /// A fresh, validly signed notice about a final refund as the book has it.
+    pub fn refund_notification_for(&self, out_refund_no: &str) -> (Vec<(String, String)>, Vec<u8>) {
+        let (event, resource) = self.refund_resource(out_refund_no);
+        self.refund_notice(event, &resource)
+    }
+
     /// WeChat closes an unpaid order itself. Panics for an unknown or paid one.
     pub fn close_trade(&self, out_trade_no: &str) {
         self.with_order(out_trade_no, "close_trade", |o| {
-            assert_ne!(o.state, "SUCCESS", "close_trade({out_trade_no}): paid");
+            let paid = matches!(o.state, "SUCCESS" | "REFUND");
+            assert!(!paid, "close_trade({out_trade_no}): paid");
             o.state = "CLOSED";
         })
     }
@@ -646,17 +979,13 @@ impl FakeWechat {
     /// (headers, body). Panics when the trade is not paid.
     pub fn notification_for(&self, out_trade_no: &str) -> (Vec<(String, String)>, Vec<u8>) {
         let tx = self.with_order(out_trade_no, "notification_for", |o| {
-            assert_eq!(o.state, "SUCCESS", "notification_for({out_trade_no})");
+            let paid = matches!(o.state, "SUCCESS" | "REFUND");
+            assert!(paid, "notification_for({out_trade_no}): {}", o.state);
             transaction(out_trade_no, o)
         });
-        let id = format!("{}-{}-{}", random(8), random(4), random(12)).to_lowercase();
-        let body = json!({
-            "id": id, "create_time": sys::format_rfc3339(now_ms(), UtcOffset::CST),
-            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
-            "resource": self.encrypt_resource(&tx.to_string(), "transaction"),
-        });
-        let body = body.to_string().into_bytes();
+        let body = self
+            .shared
+            .notice_body("TRANSACTION.SUCCESS", &tx, "transaction");
         (self.sign_notification(&body), body)
     }
 
@@ -668,13 +997,7 @@ impl FakeWechat {
     /// A notice's `resource`: `plain` encrypted with the APIv3 key (AES-256-GCM, a random
     /// 12-character nonce, `aad` as associated data).
     pub fn encrypt_resource(&self, plain: &str, aad: &str) -> Value {
-        let nonce = random(12);
-        let (key, iv) = (APIV3_KEY.as_bytes(), nonce.as_bytes());
-        let sealed = aes_gcm_seal(key, iv, aad.as_bytes(), plain.as_bytes()).unwrap();
-        json!({
-            "original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": b64(&sealed), "associated_data": aad, "nonce": nonce,
-        })
+        seal(plain, aad, "transaction")
     }
 
     /// One JSON POST of `body` with `headers` to `url` (5 s timeout, no retry): (status, body);
@@ -1015,16 +1338,23 @@ fn receiver(answers: Vec<(u16, &'static str)>) -> (String, Seen, Arc<tiny_http::
 
 /// The Transaction inside a notice, after checking its signature and decrypting it.
 fn open_notice(headers: &[(String, String)], body: &[u8]) -> Value {
+    open_notice_as(headers, body, "TRANSACTION.SUCCESS", "transaction")
+}
+
+/// The resource inside a notice of `event` whose resource is of `kind` (its `original_type` and
+/// associated data), after checking its signature and decrypting it.
+fn open_notice_as(headers: &[(String, String)], body: &[u8], event: &str, kind: &str) -> Value {
     assert!(verifies(headers, body), "the notice verifies");
     let notice: Value = serde_json::from_slice(body).unwrap();
-    assert_eq!(notice["event_type"], "TRANSACTION.SUCCESS");
+    assert_eq!(notice["event_type"], event);
     let r = &notice["resource"];
     assert_eq!(r["algorithm"], "AEAD_AES_256_GCM");
-    assert_eq!(r["associated_data"], "transaction");
+    assert_eq!(r["associated_data"], kind);
+    assert_eq!(r["original_type"], kind);
     let sealed = unb64(r["ciphertext"].as_str().unwrap()).unwrap();
     let nonce = r["nonce"].as_str().unwrap().as_bytes();
     assert_eq!(nonce.len(), 12);
-    let plain = aes_gcm_open(APIV3_KEY.as_bytes(), nonce, b"transaction", &sealed).unwrap();
+    let plain = aes_gcm_open(APIV3_KEY.as_bytes(), nonce, kind.as_bytes(), &sealed).unwrap();
     serde_json::from_slice(&plain).unwrap()
 }
 
@@ -1125,4 +1455,282 @@ fn fake_wechat_with_unipay() {
     assert_eq!(state.as_deref(), Some("CLOSED"));
     assert_eq!(server.status(&app, "WX2"), "close");
     assert_eq!(fake.bad_signatures(), 0);
+}
+
+// ---- refunds ----
+
+/// A trade of `total` fen, paid silently.
+fn paid_trade(fake: &FakeWechat, no: &str, total: i64) {
+    let mut body = prepay_body(no, "http://127.0.0.1:9/cb");
+    body["amount"]["total"] = json!(total);
+    expect(&post(fake, NATIVE, &body), 200, "");
+    fake.pay_silently(no);
+}
+
+fn refund_body(trade: &str, no: &str, refund: i64, total: i64, notify_url: &str) -> Value {
+    json!({
+        "out_trade_no": trade, "out_refund_no": no, "notify_url": notify_url,
+        "amount": { "refund": refund, "total": total, "currency": "CNY" },
+    })
+}
+
+fn send_refund(fake: &FakeWechat, body: &Value) -> Reply {
+    post(fake, REFUNDS, body)
+}
+
+fn query_refund(fake: &FakeWechat, no: &str) -> Reply {
+    call(fake, "GET", &format!("{REFUNDS}/{no}"), "")
+}
+
+#[test]
+fn fake_wechat_refunds_book_and_query() {
+    let fake = FakeWechat::start();
+    paid_trade(&fake, "FW0030", 100);
+    let cb = "http://127.0.0.1:9/cb";
+    let body = refund_body("FW0030", "RF0030A", 30, 100, cb);
+    let r = send_refund(&fake, &body);
+    expect(&r, 200, "");
+    let v = r.json().clone();
+    assert_eq!(v["status"], "PROCESSING");
+    assert_eq!(
+        (v["out_refund_no"].as_str(), v["out_trade_no"].as_str()),
+        (Some("RF0030A"), Some("FW0030"))
+    );
+    assert_eq!(v["amount"]["refund"], 30);
+    assert_eq!(v["amount"]["total"], 100);
+    assert!(v.get("success_time").is_none());
+    let refund_id = v["refund_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        fake.refund_id("RF0030A").as_deref(),
+        Some(refund_id.as_str())
+    );
+    assert_eq!(
+        fake.last_body("refund").unwrap()["out_refund_no"],
+        "RF0030A"
+    );
+    // A repeat is the same refund; the same number for another amount is refused.
+    let again = send_refund(&fake, &body);
+    assert_eq!(again.json()["refund_id"], refund_id.as_str());
+    let other = refund_body("FW0030", "RF0030A", 31, 100, cb);
+    expect(&send_refund(&fake, &other), 400, "INVALID_REQUEST");
+    assert_eq!(fake.refunds_of("FW0030"), (1, 30));
+    // The trade is REFUND now: still paid, never closed.
+    assert_eq!(query(&fake, "FW0030").json()["trade_state"], "REFUND");
+    expect(&close(&fake, "FW0030"), 400, "ORDERPAID");
+    // The query, before and after WeChat finishes it.
+    let q = query_refund(&fake, "RF0030A");
+    expect(&q, 200, "");
+    assert_eq!(q.json()["status"], "PROCESSING");
+    fake.settle_refund_silently("RF0030A", "SUCCESS");
+    let q = query_refund(&fake, "RF0030A").json().clone();
+    assert_eq!(q["status"], "SUCCESS");
+    assert_eq!(q["refund_id"], refund_id.as_str());
+    assert!(sys::parse_rfc3339(q["success_time"].as_str().unwrap()).is_some());
+    expect(&query_refund(&fake, "RF0030Z"), 404, "RESOURCE_NOT_EXISTS");
+    // At most the trade's amount; a closed refund gives its share back.
+    let over = refund_body("FW0030", "RF0030B", 71, 100, cb);
+    expect(&send_refund(&fake, &over), 400, "INVALID_REQUEST");
+    fake.set_refund_result("CLOSED");
+    let closed = send_refund(&fake, &refund_body("FW0030", "RF0030C", 70, 100, cb));
+    assert_eq!(closed.json()["status"], "CLOSED");
+    fake.set_refund_result("SUCCESS");
+    let done = send_refund(&fake, &refund_body("FW0030", "RF0030D", 70, 100, cb));
+    assert_eq!(done.json()["status"], "SUCCESS");
+    assert!(done.json()["success_time"].is_string());
+    assert_eq!(fake.refunds_of("FW0030"), (2, 100));
+    // Unknown or unpaid trades, a wrong total, a bad reason, a null.
+    let unknown = refund_body("FW0031", "RF0031A", 1, 1, cb);
+    expect(&send_refund(&fake, &unknown), 404, "RESOURCE_NOT_EXISTS");
+    expect(&native(&fake, "FW0031"), 200, "");
+    expect(&send_refund(&fake, &unknown), 400, "INVALID_REQUEST");
+    paid_trade(&fake, "FW0032", 10);
+    let wrong_total = refund_body("FW0032", "RF0032A", 1, 11, cb);
+    expect(&send_refund(&fake, &wrong_total), 400, "INVALID_REQUEST");
+    let mut with_reason = refund_body("FW0032", "RF0032A", 1, 10, cb);
+    for (reason, ok) in [
+        ("a".repeat(81), false),
+        ("退".repeat(27), false),
+        (String::new(), false),
+    ] {
+        with_reason["reason"] = json!(reason);
+        let r = send_refund(&fake, &with_reason);
+        assert_eq!(r.status == 200, ok, "{reason}: {r:?}");
+    }
+    with_reason["reason"] = Value::Null;
+    expect(&send_refund(&fake, &with_reason), 400, "PARAM_ERROR");
+    with_reason["reason"] = json!("退".repeat(26));
+    expect(&send_refund(&fake, &with_reason), 200, "");
+    let mut no_currency = refund_body("FW0032", "RF0032B", 1, 10, cb);
+    no_currency["amount"]
+        .as_object_mut()
+        .unwrap()
+        .remove("currency");
+    expect(&send_refund(&fake, &no_currency), 400, "PARAM_ERROR");
+    // A trade state set by hand (REVOKED for the pay sync tests).
+    native(&fake, "FW0033");
+    fake.set_trade_state("FW0033", "REVOKED");
+    assert_eq!(query(&fake, "FW0033").json()["trade_state"], "REVOKED");
+    assert_eq!(fake.calls("refund"), 15);
+    assert_eq!(fake.calls("query_refund"), 3);
+    assert_eq!(fake.bad_signatures(), 0);
+}
+
+#[test]
+fn fake_wechat_refund_modes() {
+    let fake = FakeWechat::start();
+    paid_trade(&fake, "FW0040", 100);
+    let cb = "http://127.0.0.1:9/cb";
+    let limited = Mode::Status(429, "FREQUENCY_LIMITED".into(), "频率限制".into());
+    fake.set_mode("refund", limited);
+    let body = refund_body("FW0040", "RF0040A", 10, 100, cb);
+    expect(&send_refund(&fake, &body), 429, "FREQUENCY_LIMITED");
+    assert_eq!(fake.refund_state("RF0040A"), None, "not applied");
+    fake.set_mode("refund", Mode::ServerError);
+    expect(&send_refund(&fake, &body), 500, "SYSTEM_ERROR");
+    assert_eq!(fake.refund_state("RF0040A"), None, "not applied");
+    fake.set_mode("refund", Mode::Forged);
+    let r = send_refund(&fake, &body);
+    assert!(r.status == 200 && !verified(&r), "{r:?}");
+    assert_eq!(
+        fake.refund_state("RF0040A").as_deref(),
+        Some("PROCESSING"),
+        "applied"
+    );
+    fake.set_mode("query_refund", Mode::Probe);
+    assert!(!verified(&query_refund(&fake, "RF0040A")));
+    fake.set_mode("query_refund", Mode::ServerError);
+    expect(&query_refund(&fake, "RF0040A"), 500, "SYSTEM_ERROR");
+    fake.set_mode("query_refund", Mode::Normal);
+    expect(&query_refund(&fake, "RF0040A"), 200, "");
+    // A hanging refund is carried out all the same, and blocks only itself.
+    fake.set_mode("refund", Mode::Hang);
+    let body = refund_body("FW0040", "RF0040B", 10, 100, cb).to_string();
+    let auth = authorization("POST", REFUNDS, &body, now_ms() / 1000);
+    let addr = fake.url.strip_prefix("http://").unwrap().to_string();
+    let hung = thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!("POST {REFUNDS} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let head = format!("{head}Accept: */*\r\nUser-Agent: t\r\nAuthorization: {auth}\r\n");
+        let req = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+        let started = Instant::now();
+        let _ = s.read_to_end(&mut Vec::new());
+        started.elapsed()
+    });
+    wait_for("the hanging refund", || fake.refund_state("RF0040B"));
+    thread::sleep(Duration::from_millis(300));
+    assert!(!hung.is_finished(), "the refund hangs");
+    expect(&query_refund(&fake, "RF0040B"), 200, "");
+    drop(fake);
+    assert!(
+        hung.join().unwrap() < Duration::from_secs(10),
+        "dropping the fake ends it"
+    );
+}
+
+#[test]
+fn fake_wechat_refund_notices_retry_until_204() {
+    let fail = r#"{"code":"FAIL","message":"失败"}"#;
+    let (url, seen, server) = receiver(vec![(500, fail), (204, "")]);
+    let fake = FakeWechat::start();
+    fake.set_notify_schedule(vec![Duration::from_millis(20); 5]);
+    paid_trade(&fake, "FW0050", 100);
+    expect(
+        &send_refund(&fake, &refund_body("FW0050", "RF0050A", 40, 100, &url)),
+        200,
+        "",
+    );
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        fake.notifications("RF0050A").is_empty(),
+        "nothing while PROCESSING"
+    );
+    fake.settle_refund("RF0050A");
+    wait_for("2 attempts", || {
+        (fake.notifications("RF0050A").len() == 2).then_some(())
+    });
+    thread::sleep(Duration::from_millis(200));
+    let statuses: Vec<u16> = fake
+        .notifications("RF0050A")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(statuses, [500, 204], "stops at the 204");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    for (headers, body) in &got {
+        let r = open_notice_as(headers, body, "REFUND.SUCCESS", "refund");
+        assert_eq!(r["mchid"], MCHID);
+        assert_eq!(
+            (r["out_trade_no"].as_str(), r["out_refund_no"].as_str()),
+            (Some("FW0050"), Some("RF0050A"))
+        );
+        assert_eq!(r["refund_id"], fake.refund_id("RF0050A").unwrap().as_str());
+        assert_eq!(r["refund_status"], "SUCCESS");
+        assert!(r["success_time"].is_string());
+        assert_eq!(
+            r["amount"],
+            json!({"total": 100, "refund": 40, "payer_total": 100, "payer_refund": 40})
+        );
+        assert!(r["transaction_id"].as_str().unwrap().starts_with("4200"));
+    }
+    // Abnormal, then closed by WeChat: one notice each; a refund final at once is notified too.
+    expect(
+        &send_refund(&fake, &refund_body("FW0050", "RF0050B", 10, 100, &url)),
+        200,
+        "",
+    );
+    fake.settle_refund_as("RF0050B", "ABNORMAL");
+    wait_for("the abnormal notice", || {
+        fake.notifications("RF0050B").first().cloned()
+    });
+    fake.settle_refund_as("RF0050B", "CLOSED");
+    wait_for("the closed notice", || {
+        (fake.notifications("RF0050B").len() == 2).then_some(())
+    });
+    fake.set_refund_result("SUCCESS");
+    expect(
+        &send_refund(&fake, &refund_body("FW0050", "RF0050C", 10, 100, &url)),
+        200,
+        "",
+    );
+    wait_for("the success notice", || {
+        fake.notifications("RF0050C").first().cloned()
+    });
+    thread::sleep(Duration::from_millis(100));
+    let got = seen.lock().unwrap().clone();
+    let events: Vec<String> = got[2..]
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_slice::<Value>(b).unwrap()["event_type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["REFUND.ABNORMAL", "REFUND.CLOSED", "REFUND.SUCCESS"]
+    );
+    let closed = open_notice_as(&got[3].0, &got[3].1, "REFUND.CLOSED", "refund");
+    assert!(closed.get("success_time").is_none());
+    // The helpers of tampering tests.
+    let (headers, body) = fake.refund_notification_for("RF0050A");
+    assert_eq!(
+        open_notice_as(&headers, &body, "REFUND.SUCCESS", "refund")["out_refund_no"],
+        "RF0050A"
+    );
+    let (event, mut resource) = fake.refund_resource("RF0050B");
+    assert_eq!(
+        (event, resource["refund_status"].as_str()),
+        ("REFUND.CLOSED", Some("CLOSED"))
+    );
+    resource["amount"]["refund"] = json!(11);
+    let (headers, body) = fake.refund_notice(event, &resource);
+    assert_eq!(
+        open_notice_as(&headers, &body, "REFUND.CLOSED", "refund")["amount"]["refund"],
+        11
+    );
+    server.unblock();
 }

@@ -39,4 +39,5 @@ mod signature;
 mod sim;
 mod stalls;
 mod wechat;
+mod wechat_refund;
 mod window;

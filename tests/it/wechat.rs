@@ -13,9 +13,9 @@ use unipay::channel::keys::PublicKey;
 
 /// A dead address for the fake's notices: a payment at WeChat stays unknown to unipay until
 /// unipay asks.
-const NOWHERE: &str = "http://127.0.0.1:9";
+pub const NOWHERE: &str = "http://127.0.0.1:9";
 
-fn set_wechat(srv: &TestServer, app: &App, fake: &FakeWechat) {
+pub fn set_wechat(srv: &TestServer, app: &App, fake: &FakeWechat) {
     let args = fake.channel_set_args(&srv.dir);
     let mut all = vec![
         "channel",
@@ -34,7 +34,7 @@ fn set_wechat(srv: &TestServer, app: &App, fake: &FakeWechat) {
     );
 }
 
-fn setup(extra: &[&str]) -> (TestServer, App, FakeWechat) {
+pub fn setup(extra: &[&str]) -> (TestServer, App, FakeWechat) {
     let fake = FakeWechat::start();
     let mut args = vec!["--channel-timeout", "1s"];
     args.extend_from_slice(extra);
@@ -44,14 +44,14 @@ fn setup(extra: &[&str]) -> (TestServer, App, FakeWechat) {
     (srv, app, fake)
 }
 
-fn pay(srv: &TestServer, app: &App, biz: &str, method: &str, extra: Value) -> Reply {
+pub fn pay(srv: &TestServer, app: &App, biz: &str, method: &str, extra: Value) -> Reply {
     let mut body = json!({"bizOrderNo": biz, "title": "微信订单", "amount": "0.01",
                           "channel": "wechat_pay", "method": method, "attach": "a=1"});
     crate::helpers::merge(&mut body, extra);
     srv.post_signed(app, "/unipay/pay", body)
 }
 
-fn native(srv: &TestServer, app: &App, biz: &str) -> String {
+pub fn native(srv: &TestServer, app: &App, biz: &str) -> String {
     let reply = pay(srv, app, biz, "qrcode", json!({}));
     reply.expect(0, "success");
     reply.data()["orderNo"].as_str().unwrap().to_string()
@@ -67,7 +67,7 @@ fn intents(srv: &TestServer) -> i64 {
         .unwrap()
 }
 
-fn notice_url(srv: &TestServer) -> String {
+pub fn notice_url(srv: &TestServer) -> String {
     format!("{}/callback/wechat_pay/A_WX", srv.base_url())
 }
 

@@ -7,13 +7,16 @@
 //! - close: `POST …/out-trade-no/{orderNo}/close`, mapped as channels.md §B6 says; a cancel is
 //!   only for 付款码 orders, so `useCancel` on any other order is 20030 before anything happens;
 //!   query: `GET …/out-trade-no/{orderNo}?mchid=`.
-//! - notifications: `POST /callback/wechat_pay/{appId}` (`notify`).
+//! - refund: `POST /v3/refund/domestic/refunds`, query `GET …/refunds/{refundNo}`, a minute
+//!   between two sends for one order and before the first query (`refund`).
+//! - notifications: `POST /callback/wechat_pay/{appId}` (`notify`): payments and refunds.
 //!
 //! Every reply is verified with WeChat Pay's public key (a 2xx without a valid signature is
 //! forged); one that does not verify is an unknown outcome and changes no order.
 
 mod api;
 mod notify;
+pub mod refund;
 pub mod settings;
 pub mod sign;
 
@@ -26,7 +29,7 @@ use self::settings::Settings;
 use super::client::Client;
 use super::settings::Cache;
 use super::{Channel, PayExtra, PayStart, TradeState};
-use crate::domain::{ChannelCloseOutcome, CloseType, Order};
+use crate::domain::{ChannelCloseOutcome, CloseType, Order, Refund, RefundAnswer};
 use crate::error::{msg_missing, Error};
 use crate::form;
 use crate::http::{Request, Response};
@@ -284,6 +287,22 @@ impl Channel for WechatPay {
                 &format!("unknown trade_state {}", other.unwrap_or("(none)")),
             )),
         }
+    }
+
+    fn check_refund(&self, app_id: &str) -> Result<(), Error> {
+        self.settings.get(app_id).map(|_| ())
+    }
+
+    fn refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        refund::send(self, order, refund)
+    }
+
+    fn query_refund(&self, order: &Order, refund: &Refund) -> RefundAnswer {
+        refund::query(self, order, refund)
+    }
+
+    fn refund_spacing(&self) -> (i64, i64) {
+        (refund::SEND_SPACING_MS, refund::FIRST_QUERY_MS)
     }
 
     fn callback(&self, app_id: &str, req: &Request) -> Response {
