@@ -224,7 +224,7 @@ fn accept_loop(
             .stack_size(CONN_STACK_SIZE)
             .spawn(move || {
                 let _slot = slot;
-                serve_connection(stream, peer, &conn_limits, &*conn_handler, &tracked);
+                serve_connection(stream, peer, &conn_limits, &*conn_handler, tracked);
             });
         if let Err(e) = spawned {
             // The closure, with the stream and the slot, was dropped: the socket is closed.

@@ -77,11 +77,12 @@ struct Head {
 
 /// One connection: its socket, its read buffer and its response buffer.
 struct Conn<'a> {
+    /// Its place among the server's connections, for a graceful stop. The first field: it is
+    /// dropped (the place given up) before the socket is closed.
+    tracked: Tracked,
     stream: TcpStream,
     peer: SocketAddr,
     limits: &'a Limits,
-    /// Its place among the server's connections, for a graceful stop.
-    tracked: &'a Tracked,
     /// Unconsumed input is `buf[start..end]`.
     buf: Vec<u8>,
     start: usize,
@@ -100,7 +101,7 @@ pub(super) fn serve_connection(
     peer: SocketAddr,
     limits: &Limits,
     handler: &dyn Handler,
-    tracked: &Tracked,
+    tracked: Tracked,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("{peer}: set_nodelay: {e}");
@@ -128,13 +129,13 @@ pub(super) fn serve_connection(
     let mut wait = limits.request_timeout;
     loop {
         // Waiting for a request from here on; after a stop, the connection closes instead.
-        if !tracked.idle() {
+        if !conn.tracked.idle() {
             return;
         }
         match conn.read_request(wait) {
             Next::Request(req, keep_alive) => {
                 let resp = call_handler(handler, &req);
-                let keep_alive = keep_alive && !wants_close(&resp) && !tracked.stopping();
+                let keep_alive = keep_alive && !wants_close(&resp) && !conn.tracked.stopping();
                 let head_only = req.method == "HEAD";
                 if !conn.write_response(&resp, head_only, keep_alive) {
                     return;

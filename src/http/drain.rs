@@ -9,7 +9,9 @@
 //! request after the stop without seeing it.
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -40,8 +42,11 @@ struct Open {
 }
 
 struct Entry {
-    /// A handle on the connection's socket, to shut its reading side.
-    stream: Option<TcpStream>,
+    /// The connection's socket, to shut its reading side (`None` once shut). A second handle
+    /// (`try_clone`) would cost a file descriptor per connection, which the connection limit
+    /// does not count; the `Tracked` is dropped before the socket is closed (it is the first
+    /// field of the connection), so the descriptor is open while it is here.
+    fd: Option<RawFd>,
     busy: bool,
 }
 
@@ -66,7 +71,7 @@ impl Drain {
         open.conns.insert(
             id,
             Entry {
-                stream: stream.try_clone().ok(),
+                fd: Some(stream.as_raw_fd()),
                 busy: false,
             },
         );
@@ -85,8 +90,11 @@ impl Drain {
         for entry in open.conns.values_mut() {
             if entry.busy {
                 drained.in_flight += 1;
-            } else if let Some(stream) = entry.stream.take() {
+            } else if let Some(fd) = entry.fd.take() {
                 // Its thread is waiting for a request: it reads the end of the stream now.
+                // SAFETY: the descriptor is open while its entry exists (see `Entry`), and the
+                // borrowed stream is never dropped, so it is not closed here.
+                let stream = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
                 let _ = stream.shutdown(Shutdown::Read);
                 drained.idle_closed += 1;
             }

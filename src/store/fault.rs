@@ -27,8 +27,7 @@ pub struct TestFault {
 impl TestFault {
     /// Parses `ioerr:JOB:BATCHES` (numbers from 1) or `stall:MS:FILE`.
     pub fn parse(spec: &str) -> Result<TestFault, String> {
-        let bad =
-            || format!("`{spec}` is not ioerr:JOB:BATCHES (numbers from 1) or stall:MS:FILE");
+        let bad = || format!("`{spec}` is not ioerr:JOB:BATCHES (numbers from 1) or stall:MS:FILE");
         let number = |s: &str| s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(bad);
         match spec.splitn(3, ':').collect::<Vec<_>>()[..] {
             ["ioerr", job, batches] if !batches.contains(':') => Ok(TestFault {
