@@ -439,6 +439,21 @@ pub struct Refund {
     pub updated_at: i64,
 }
 
+impl Refund {
+    /// When a `progress` refund is looked at next, at `now`: every minute for its first ten
+    /// minutes, every ten minutes up to an hour, hourly up to a day, daily after.
+    pub fn next_check(&self, now: i64) -> i64 {
+        const MINUTE: i64 = 60_000;
+        let step = match now - self.created_at {
+            a if a < 10 * MINUTE => MINUTE,
+            a if a < 60 * MINUTE => 10 * MINUTE,
+            a if a < 24 * 60 * MINUTE => 60 * MINUTE,
+            _ => 24 * 60 * MINUTE,
+        };
+        now + step
+    }
+}
+
 /// What a channel said about a refund, when asked to make it or asked how it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundAnswer {

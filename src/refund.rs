@@ -174,7 +174,7 @@ impl Refunds<'_> {
                 known => known,
             };
         }
-        let next = (now + first_check).max(backoff(&sent, now));
+        let next = (now + first_check).max(sent.next_check(now));
         let (after, _) = self
             .store
             .apply_refund(sent.id, answer, true, next, now, reply)?;
@@ -189,7 +189,7 @@ impl Refunds<'_> {
         now: i64,
         reply: Option<crate::store::RefundMemo>,
     ) -> Result<Refund, Error> {
-        let next = at.unwrap_or_else(|| backoff(&refund, now));
+        let next = at.unwrap_or_else(|| refund.next_check(now));
         let answer = RefundAnswer::Processing {
             out_refund_no: None,
         };
@@ -249,13 +249,15 @@ impl Refunds<'_> {
                 refund.id,
                 RefundAnswer::Unknown(why),
                 false,
-                backoff(refund, now),
+                refund.next_check(now),
                 now,
                 None,
             ),
             answer => {
                 let (_, first_check) = channel.refund_spacing();
-                let next = backoff(refund, now).max(refund.last_send_at.unwrap_or(0) + first_check);
+                let next = refund
+                    .next_check(now)
+                    .max(refund.last_send_at.unwrap_or(0) + first_check);
                 self.store
                     .apply_refund(refund.id, answer, false, next, now, None)
             }
@@ -306,17 +308,4 @@ impl Refunds<'_> {
         }
         changed
     }
-}
-
-/// When a `progress` refund is looked at next: every minute for its first ten minutes, every ten
-/// minutes up to an hour, hourly up to a day, daily after.
-pub fn backoff(refund: &Refund, now: i64) -> i64 {
-    let age = now - refund.created_at;
-    let step = match age {
-        a if a < 10 * MINUTE => MINUTE,
-        a if a < 60 * MINUTE => 10 * MINUTE,
-        a if a < 24 * 60 * MINUTE => 60 * MINUTE,
-        _ => 24 * 60 * MINUTE,
-    };
-    now + step
 }

@@ -62,7 +62,7 @@ pub fn settle_refund(gw: &Gateway, refund_no: &str, query: &str, trace_id: &str)
             Some(Ok(booked)) => booked,
         };
         let answer = sandbox_refund_answer(&booked, &refund);
-        let next = crate::refund::backoff(&refund, now);
+        let next = refund.next_check(now);
         gw.store
             .apply_refund(refund.id, answer, false, next, now, None)?;
         Ok(None)

@@ -161,7 +161,7 @@ fn apply_refund(wx: &WechatPay, app_id: &str, status: &str, r: &Value) -> Result
     let internal = |e: crate::error::Error| Refused::Internal(e.to_string());
     let mut refund = refund;
     if refund.status == RefundStatus::Progress {
-        let next = crate::refund::backoff(&refund, now);
+        let next = refund.next_check(now);
         let (after, changed) = wx
             .store
             .apply_refund(refund.id, answer, false, next, now, None)
