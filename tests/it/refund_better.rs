@@ -421,3 +421,67 @@ fn sync_records_say_what_happened() {
         vec![("success".to_string(), 1), ("success".to_string(), 0)]
     );
 }
+
+/// DaxPay: "paid but closed is ignored" — a pay sync of a closed order that the channel reports
+/// as paid changes nothing.
+#[test]
+fn a_pay_sync_of_a_closed_order_the_channel_says_is_paid_makes_it_success_and_flags_it() {
+    let merchant = Merchant::start(&[]);
+    let srv = TestServer::start();
+    let app = srv.app("A_B_LATE");
+    let data = srv.pay_with(
+        &app,
+        "O1",
+        json!({"amount": "3.00", "notifyUrl": merchant.url}),
+    );
+    let order_no = data["orderNo"].as_str().unwrap().to_string();
+    srv.close(&app, json!({"bizOrderNo": "O1"}))
+        .expect(0, "success");
+    // The channel's own book says the payer paid after all (the sandbox's stand-in for money
+    // that reached a real channel after its trade was closed).
+    {
+        let book = rusqlite::Connection::open(&srv.db).unwrap();
+        book.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        let n = book
+            .execute(
+                "UPDATE sandbox_trade SET state = 'paid', trade_no = 'LATE1' WHERE order_no = ?1",
+                [&order_no],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let s = srv.post_signed(&app, "/unipay/sync/order/pay", json!({"bizOrderNo": "O1"}));
+    s.expect(0, "success");
+    assert_eq!(s.data(), &json!({"orderStatus": "success", "adjust": true}));
+    let order = srv.order(&app, "O1");
+    assert_eq!(order["outOrderNo"], "LATE1");
+    assert_eq!(order["refundableBalance"].to_string(), "3");
+    assert_eq!(
+        srv.count(
+            "SELECT count(*) FROM pay_order WHERE order_no = ?1 AND attention IS NOT NULL",
+            &order_no
+        ),
+        1
+    );
+    // The merchant hears of the close, then of the money.
+    let statuses = wait_for("the close and success notices", || {
+        let got: Vec<String> = merchant
+            .received()
+            .iter()
+            .map(|n| serde_json::from_str::<Value>(&n.body).unwrap()["data"]["status"].to_string())
+            .collect();
+        (got.len() >= 2).then_some(got)
+    });
+    assert!(
+        statuses.contains(&"\"success\"".to_string()),
+        "{statuses:?}"
+    );
+    // Its money can be given back.
+    let r = refund(
+        &srv,
+        &app,
+        json!({"bizOrderNo": "O1", "bizRefundNo": "BACK", "amount": "3.00"}),
+    );
+    r.expect(0, "success");
+}
