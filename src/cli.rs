@@ -230,7 +230,7 @@ fn stop_gracefully(
     let unfinished = drained.unfinished + unfinished;
     if unfinished > 0 {
         log::error!(
-            "stopped after {:.1}s with {unfinished} request(s) or background task(s) still              running (a channel call that does not answer?); exiting with status 1; what was              acknowledged is on disk, and the next start settles the rest",
+            "stopped after {:.1}s with {unfinished} request(s) or background task(s) still running (a channel call that does not answer?); exiting with status 1; what was acknowledged is on disk, and the next start settles the rest",
             started.elapsed().as_secs_f64()
         );
         std::process::exit(1);
@@ -238,7 +238,7 @@ fn stop_gracefully(
     // Everything handed to the writer so far is committed.
     gw.store.flush()?;
     log::info!(
-        "stopped in {:.1}s: {} request(s) in flight finished, {} idle connection(s) closed,          {background} notification attempt(s) or sweep(s) finished",
+        "stopped in {:.1}s: {} request(s) in flight finished, {} idle connection(s) closed, {background} notification attempt(s) or sweep(s) finished",
         started.elapsed().as_secs_f64(),
         drained.in_flight,
         drained.idle_closed
