@@ -1,9 +1,11 @@
-//! The HTTP floor of the load generator: a tiny_http server that answers every request with a
-//! fixed 150-byte JSON reply, with as many worker threads as the machine has cores. The load
-//! generator measures it with the same client and settings as unipay, so that the ratio of the
-//! two says what unipay's own work costs.
+//! The HTTP floor of the load generator: a tiny_http server that reads every request whole and
+//! answers it with a fixed JSON reply (the bytes of a real close reply the load generator gives
+//! it, or a 150-byte envelope), with as many worker threads as the machine has cores. The load
+//! generator measures it with the same client, requests and settings as unipay, so that the
+//! ratio of the two says what unipay's own work costs.
 //!
-//! Usage: `http_floor [HOST:PORT]` (default 127.0.0.1:0); prints `listening on http://…` first.
+//! Usage: `http_floor [HOST:PORT] [REPLY_FILE]` (default 127.0.0.1:0); prints
+//! `listening on http://…` first.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -17,14 +19,18 @@ fn main() {
     let bound = server.server_addr().to_ip().expect("an IP address");
     println!("listening on http://{bound}");
     std::io::stdout().flush().expect("stdout");
-    // 150 bytes, the size of a close reply.
+    let reply_file = std::env::args().nth(2);
+    // 150 bytes, about the size of a close reply, when no reply is given.
     let body = format!(
         "{{\"code\":0,\"msg\":\"success\",\"data\":null,\"sign\":\"{}\",\"resTime\":\"2025-04-10 17:09:08\",\"traceId\":\"{}\"}}",
         "0".repeat(32),
         "A".repeat(12)
     );
     let body = format!("{body}{}", " ".repeat(150usize.saturating_sub(body.len())));
-    assert_eq!(body.len(), 150);
+    let body = match reply_file {
+        Some(path) => std::fs::read_to_string(&path).expect("the reply file"),
+        None => body,
+    };
     let workers = thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
