@@ -7,7 +7,9 @@
 //! (the outbox backlog, the database's size, the process's memory) are measured at scrape time
 //! and passed to `render`.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -109,7 +111,21 @@ pub struct Family<T> {
     help: &'static str,
     labels: &'static [&'static str],
     make: fn() -> T,
-    series: RwLock<BTreeMap<Vec<String>, Arc<T>>>,
+    /// The series by the hash of their label values (a lookup allocates nothing), each bucket
+    /// with the values themselves.
+    series: RwLock<HashMap<u64, Vec<(Vec<String>, Arc<T>)>>>,
+}
+
+fn hash_values(values: &[&str]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for v in values {
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn same(key: &[String], values: &[&str]) -> bool {
+    key.len() == values.len() && key.iter().zip(values).all(|(k, v)| k == v)
 }
 
 impl<T> Family<T> {
@@ -124,32 +140,39 @@ impl<T> Family<T> {
             help,
             labels,
             make,
-            series: RwLock::new(BTreeMap::new()),
+            series: RwLock::new(HashMap::new()),
         }
     }
 
     /// The series of these label values (in the family's label order).
     pub fn with(&self, values: &[&str]) -> Arc<T> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        let hash = hash_values(values);
         {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            // A linear probe by borrowed values would need an allocation-free key; the map is
-            // small, and the owned key is built only when the series is missing.
             if let Some((_, s)) = series
-                .iter()
-                .find(|(k, _)| k.iter().map(String::as_str).eq(values.iter().copied()))
+                .get(&hash)
+                .and_then(|b| b.iter().find(|(k, _)| same(k, values)))
             {
                 return Arc::clone(s);
             }
         }
         let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        Arc::clone(series.entry(key).or_insert_with(|| Arc::new((self.make)())))
+        let bucket = series.entry(hash).or_default();
+        if let Some((_, s)) = bucket.iter().find(|(k, _)| same(k, values)) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new((self.make)());
+        bucket.push((values.iter().map(|v| v.to_string()).collect(), Arc::clone(&s)));
+        s
     }
 
+    /// Calls `f` with each series' rendered labels, in the order of their values.
     fn each(&self, mut f: impl FnMut(&str, &T)) {
         let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        for (values, s) in series.iter() {
+        let mut all: Vec<&(Vec<String>, Arc<T>)> = series.values().flatten().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for (values, s) in all {
             let labels: Vec<String> = self
                 .labels
                 .iter()
