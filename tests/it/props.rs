@@ -4,7 +4,11 @@
 //! Any field values (unicode, quotes, backslashes, empty, long) sign and verify round-trip; and
 //! changing one signed field breaks verification exactly when DaxPay's canonical string can tell
 //! the difference, that is unless the two values are equal once `"` and `\` are deleted and the
-//! text is upper-cased (and a primitive boolean's `false` is the same as its absence).
+//! text is upper-cased (and a primitive boolean's `false` is the same as its absence). The
+//! round trips have an oracle that does not share unipay's code: the canonical string and the
+//! digest computed again from the spec's rules (`model_canonical`, `model_digest`), itself
+//! checked against canonical strings written out by hand, so that a canonicalisation error
+//! cannot pass both the signing and the verifying side.
 //!
 //! Invalid requests, sent to a real server, get the documented error and change nothing: every
 //! kind of spoil of every endpoint runs a few random cases on each run.
@@ -402,6 +406,207 @@ fn apply_pay(map: &Map<String, Value>, change: &PayChange) -> Option<(Map<String
     Some((m, same))
 }
 
+// ---------------------------------------------------------------------------------------------
+// An oracle for the canonical string, independent of `wire` and `sign`
+// ---------------------------------------------------------------------------------------------
+
+/// The known fields of the close and pay requests (spec §2, §7, §8), by hand.
+const CLOSE_FIELDS: &[&str] = &[
+    "mchNo",
+    "appId",
+    "reqTime",
+    "sign",
+    "nonceStr",
+    "clientIp",
+    "orderNo",
+    "bizOrderNo",
+    "outOrderNo",
+    "useCancel",
+];
+const PAY_FIELDS: &[&str] = &[
+    "mchNo",
+    "appId",
+    "reqTime",
+    "sign",
+    "nonceStr",
+    "clientIp",
+    "bizOrderNo",
+    "title",
+    "description",
+    "allocation",
+    "autoAllocation",
+    "expiredTime",
+    "channel",
+    "method",
+    "otherMethod",
+    "limitPay",
+    "amount",
+    "openId",
+    "authCode",
+    "terminalNo",
+    "extraParam",
+    "attach",
+    "returnUrl",
+    "quitUrl",
+    "notifyUrl",
+];
+
+/// DaxPay's canonical string of a request body by the rules of spec §3, written again from
+/// the spec: known fields that are not null (`useCancel` always, `false` when absent),
+/// booleans as `true`/`false`, decimals without trailing zeros; `sign` dropped; sorted by key
+/// bytes; `key=value` joined by `&`; `"` and `\` deleted; `&key=<secret>` appended; all upper
+/// case.
+fn model_canonical(body: &Map<String, Value>, known: &[&str], secret: &str) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for key in known.iter().filter(|k| **k != "sign") {
+        let value = match body.get(*key) {
+            None | Some(Value::Null) if *key == "useCancel" => "false".to_string(),
+            None | Some(Value::Null) => continue,
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::String(t)) if *key == "amount" => strip_zeros(t),
+            Some(Value::Number(n)) => strip_zeros(&n.to_string()),
+            Some(Value::String(t)) => t.clone(),
+            Some(other) => panic!("{key}: {other}"),
+        };
+        pairs.push((key.to_string(), value));
+    }
+    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let joined: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let joined: String = joined.join("&").replace(['"', '\\'], "");
+    format!("{joined}&key={secret}").to_uppercase()
+}
+
+/// `12.500` → `12.5`, `3.00` → `3`.
+fn strip_zeros(t: &str) -> String {
+    match t.contains('.') {
+        true => t.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => t.to_string(),
+    }
+}
+
+/// The digest of a canonical string, straight from the hash crates.
+fn model_digest(st: SignType, canonical: &str, secret: &str) -> String {
+    use hmac::Mac;
+    use md5::Digest;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    match st {
+        SignType::Md5 => hex(&md5::Md5::digest(canonical.as_bytes())),
+        SignType::Sm3 => hex(&sm3::Sm3::digest(canonical.as_bytes())),
+        SignType::HmacSha256 => {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(canonical.as_bytes());
+            hex(&mac.finalize().into_bytes())
+        }
+    }
+}
+
+/// Requests whose canonical strings are written out by hand (spec §3, its vectors V1, V7 and
+/// V8 with their digests, and pay requests with quotes, backslashes, an amount with trailing
+/// zeros, a boolean, an empty and a null field, an unknown field, `ß` and Chinese).
+#[test]
+fn hand_written_canonical_strings_are_unipays() {
+    #[rustfmt::skip]
+    let cases: &[(&[wire::Field], &[&str], &str, &str, &str, &[(SignType, &str)])] = &[
+        (
+            wire::CLOSE, CLOSE_FIELDS,
+            r#"{"bizOrderNo":"SDK_1721807811589","useCancel":true,"mchNo":"M1723635576766",
+                "appId":"M8207639754663343","clientIp":"127.0.0.1",
+                "sign":"71cb5cc7c575651ad0bef8fb3348aeb7","reqTime":"2025-04-10 17:02:14"}"#,
+            "123456",
+            "APPID=M8207639754663343&BIZORDERNO=SDK_1721807811589&CLIENTIP=127.0.0.1&\
+             MCHNO=M1723635576766&REQTIME=2025-04-10 17:02:14&USECANCEL=TRUE&KEY=123456",
+            &[
+                (SignType::Md5, "71cb5cc7c575651ad0bef8fb3348aeb7"),
+                (SignType::HmacSha256, "79c614ad380fa37365b8d8eb41fee336643480c08846c2ab207a11f9f6065eb4"),
+                (SignType::Sm3, "1dc99761a8374e10375119f7fb34789c6ee94f9957bf3734e8dee391180aab2b"),
+            ],
+        ),
+        (
+            wire::CLOSE, CLOSE_FIELDS,
+            r#"{"mchNo":"M1723635576766","appId":"M8207639754663343",
+                "orderNo":"DEV_P2025041017085370000011","reqTime":"2025-04-10 17:02:14"}"#,
+            "123456",
+            "APPID=M8207639754663343&MCHNO=M1723635576766&ORDERNO=DEV_P2025041017085370000011&\
+             REQTIME=2025-04-10 17:02:14&USECANCEL=FALSE&KEY=123456",
+            &[(SignType::Md5, "29a575dcb6ac3557f9ddc00631ad81a1")],
+        ),
+        (
+            wire::CLOSE, CLOSE_FIELDS,
+            r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-01-01 00:00:00","bizOrderNo":"SDK_1",
+                "nonceStr":"abc","outOrderNo":"","extra":"x","orderNo":null}"#,
+            "123456",
+            "APPID=A1&BIZORDERNO=SDK_1&MCHNO=M1&NONCESTR=ABC&OUTORDERNO=&\
+             REQTIME=2025-01-01 00:00:00&USECANCEL=FALSE&KEY=123456",
+            &[(SignType::Md5, "0389651145916bbf5994df86405ba5d6")],
+        ),
+        (
+            wire::CLOSE, CLOSE_FIELDS,
+            r#"{"mchNo":"M\"1","appId":"a\\b","reqTime":"2025-01-01 00:00:00",
+                "orderNo":"o\"rd\\er","useCancel":"false","clientIp":""}"#,
+            r#"s"e\c"#,
+            r#"APPID=AB&CLIENTIP=&MCHNO=M1&ORDERNO=ORDER&REQTIME=2025-01-01 00:00:00&USECANCEL=FALSE&KEY=S"E\C"#,
+            &[],
+        ),
+        (
+            wire::PAY, PAY_FIELDS,
+            r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B\"1\\x",
+                "title":"标题 Straße","amount":"1.10","channel":"sandbox","method":"wap",
+                "allocation":false,"description":"","extraParam":null,"unknownField":"zz"}"#,
+            "k",
+            "ALLOCATION=FALSE&AMOUNT=1.1&APPID=A1&BIZORDERNO=B1X&CHANNEL=SANDBOX&DESCRIPTION=&\
+             MCHNO=M1&METHOD=WAP&REQTIME=2025-04-10 17:02:14&TITLE=标题 STRASSE&KEY=K",
+            &[],
+        ),
+        (
+            wire::PAY, PAY_FIELDS,
+            r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B2",
+                "title":"t","amount":100.00,"channel":"ali_pay","method":"qrcode",
+                "expiredTime":"2025-04-10 18:00:00","autoAllocation":true,"nonceStr":"n"}"#,
+            "Secret",
+            "AMOUNT=100&APPID=A1&AUTOALLOCATION=TRUE&BIZORDERNO=B2&CHANNEL=ALI_PAY&\
+             EXPIREDTIME=2025-04-10 18:00:00&MCHNO=M1&METHOD=QRCODE&NONCESTR=N&\
+             REQTIME=2025-04-10 17:02:14&TITLE=T&KEY=SECRET",
+            &[],
+        ),
+        (
+            wire::PAY, PAY_FIELDS,
+            r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B3",
+                "title":"t","amount":"0.50","channel":"sandbox","method":"wap"}"#,
+            "k",
+            "AMOUNT=0.5&APPID=A1&BIZORDERNO=B3&CHANNEL=SANDBOX&MCHNO=M1&METHOD=WAP&\
+             REQTIME=2025-04-10 17:02:14&TITLE=T&KEY=K",
+            &[],
+        ),
+    ];
+    for (fields, known, body, secret, canonical, digests) in cases {
+        let map: Map<String, Value> = serde_json::from_str(body).unwrap();
+        let params = parse(&map, fields);
+        let pairs = params.sign_pairs();
+        assert_eq!(
+            &sign::sign_string(&pairs, secret),
+            canonical,
+            "unipay: {body}"
+        );
+        assert_eq!(
+            &model_canonical(&map, known, secret),
+            canonical,
+            "the model: {body}"
+        );
+        for st in [SignType::Md5, SignType::HmacSha256, SignType::Sm3] {
+            let want = model_digest(st, canonical, secret);
+            assert_eq!(sign::sign(st, &pairs, secret), want, "{st:?}: {body}");
+        }
+        for (st, digest) in digests.iter() {
+            assert_eq!(
+                &model_digest(*st, canonical, secret),
+                digest,
+                "{st:?}: {body}"
+            );
+            assert!(sign::verify(*st, &pairs, secret, digest), "{st:?}: {body}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -451,6 +656,11 @@ proptest! {
         secret in text(40).prop_filter("a secret", |s| !s.is_empty()),
     ) {
         let sig = sign_map(&body, wire::CLOSE, st, &secret);
+        // The oracle: the canonical string and digest by the spec's rules, written again.
+        let canonical = model_canonical(&body, CLOSE_FIELDS, &secret);
+        let pairs = parse(&body, wire::CLOSE);
+        prop_assert_eq!(sign::sign_string(&pairs.sign_pairs(), &secret), canonical.clone());
+        prop_assert_eq!(&sig, &model_digest(st, &canonical, &secret));
         prop_assert!(verifies(&body, wire::CLOSE, st, &secret, &sig));
         prop_assert!(verifies(&body, wire::CLOSE, st, &secret, &sig.to_uppercase()));
         // Another secret does not verify.
@@ -465,6 +675,11 @@ proptest! {
         secret in text(40).prop_filter("a secret", |s| !s.is_empty()),
     ) {
         let sig = sign_map(&body, wire::PAY, st, &secret);
+        // The oracle: the canonical string and digest by the spec's rules, written again.
+        let canonical = model_canonical(&body, PAY_FIELDS, &secret);
+        let pairs = parse(&body, wire::PAY);
+        prop_assert_eq!(sign::sign_string(&pairs.sign_pairs(), &secret), canonical.clone());
+        prop_assert_eq!(&sig, &model_digest(st, &canonical, &secret));
         prop_assert!(verifies(&body, wire::PAY, st, &secret, &sig));
         // The amount is signed without trailing zeros, whatever its JSON form.
         let params = parse(&body, wire::PAY);
