@@ -506,9 +506,20 @@ fn model_digest(st: SignType, canonical: &str, secret: &str) -> String {
 #[test]
 fn hand_written_canonical_strings_are_unipays() {
     #[rustfmt::skip]
-    let cases: &[(&[wire::Field], &[&str], &str, &str, &str, &[(SignType, &str)])] = &[
+    /// The fields, the known field names, the body, the secret, the canonical string by hand,
+    /// and digests the spec gives.
+    type Vector = (
+        &'static [wire::Field],
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [(SignType, &'static str)],
+    );
+    let cases: &[Vector] = &[
         (
-            wire::CLOSE, CLOSE_FIELDS,
+            wire::CLOSE,
+            CLOSE_FIELDS,
             r#"{"bizOrderNo":"SDK_1721807811589","useCancel":true,"mchNo":"M1723635576766",
                 "appId":"M8207639754663343","clientIp":"127.0.0.1",
                 "sign":"71cb5cc7c575651ad0bef8fb3348aeb7","reqTime":"2025-04-10 17:02:14"}"#,
@@ -517,12 +528,19 @@ fn hand_written_canonical_strings_are_unipays() {
              MCHNO=M1723635576766&REQTIME=2025-04-10 17:02:14&USECANCEL=TRUE&KEY=123456",
             &[
                 (SignType::Md5, "71cb5cc7c575651ad0bef8fb3348aeb7"),
-                (SignType::HmacSha256, "79c614ad380fa37365b8d8eb41fee336643480c08846c2ab207a11f9f6065eb4"),
-                (SignType::Sm3, "1dc99761a8374e10375119f7fb34789c6ee94f9957bf3734e8dee391180aab2b"),
+                (
+                    SignType::HmacSha256,
+                    "79c614ad380fa37365b8d8eb41fee336643480c08846c2ab207a11f9f6065eb4",
+                ),
+                (
+                    SignType::Sm3,
+                    "1dc99761a8374e10375119f7fb34789c6ee94f9957bf3734e8dee391180aab2b",
+                ),
             ],
         ),
         (
-            wire::CLOSE, CLOSE_FIELDS,
+            wire::CLOSE,
+            CLOSE_FIELDS,
             r#"{"mchNo":"M1723635576766","appId":"M8207639754663343",
                 "orderNo":"DEV_P2025041017085370000011","reqTime":"2025-04-10 17:02:14"}"#,
             "123456",
@@ -531,7 +549,8 @@ fn hand_written_canonical_strings_are_unipays() {
             &[(SignType::Md5, "29a575dcb6ac3557f9ddc00631ad81a1")],
         ),
         (
-            wire::CLOSE, CLOSE_FIELDS,
+            wire::CLOSE,
+            CLOSE_FIELDS,
             r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-01-01 00:00:00","bizOrderNo":"SDK_1",
                 "nonceStr":"abc","outOrderNo":"","extra":"x","orderNo":null}"#,
             "123456",
@@ -540,7 +559,8 @@ fn hand_written_canonical_strings_are_unipays() {
             &[(SignType::Md5, "0389651145916bbf5994df86405ba5d6")],
         ),
         (
-            wire::CLOSE, CLOSE_FIELDS,
+            wire::CLOSE,
+            CLOSE_FIELDS,
             r#"{"mchNo":"M\"1","appId":"a\\b","reqTime":"2025-01-01 00:00:00",
                 "orderNo":"o\"rd\\er","useCancel":"false","clientIp":""}"#,
             r#"s"e\c"#,
@@ -548,7 +568,8 @@ fn hand_written_canonical_strings_are_unipays() {
             &[],
         ),
         (
-            wire::PAY, PAY_FIELDS,
+            wire::PAY,
+            PAY_FIELDS,
             r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B\"1\\x",
                 "title":"标题 Straße","amount":"1.10","channel":"sandbox","method":"wap",
                 "allocation":false,"description":"","extraParam":null,"unknownField":"zz"}"#,
@@ -558,7 +579,8 @@ fn hand_written_canonical_strings_are_unipays() {
             &[],
         ),
         (
-            wire::PAY, PAY_FIELDS,
+            wire::PAY,
+            PAY_FIELDS,
             r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B2",
                 "title":"t","amount":100.00,"channel":"ali_pay","method":"qrcode",
                 "expiredTime":"2025-04-10 18:00:00","autoAllocation":true,"nonceStr":"n"}"#,
@@ -569,7 +591,8 @@ fn hand_written_canonical_strings_are_unipays() {
             &[],
         ),
         (
-            wire::PAY, PAY_FIELDS,
+            wire::PAY,
+            PAY_FIELDS,
             r#"{"mchNo":"M1","appId":"A1","reqTime":"2025-04-10 17:02:14","bizOrderNo":"B3",
                 "title":"t","amount":"0.50","channel":"sandbox","method":"wap"}"#,
             "k",
@@ -868,9 +891,12 @@ fn case_variant(name: &str, how: u8) -> String {
     }
 }
 
+/// An amount, and the code and message of its reply.
+type BadAmount = BoxedStrategy<(Value, i64, &'static str)>;
+
 /// Amounts out of range or not numbers, as JSON strings or numbers, with their reply: one
 /// strategy per kind.
-fn bad_amounts() -> Vec<(&'static str, BoxedStrategy<(Value, i64, &'static str)>)> {
+fn bad_amounts() -> Vec<(&'static str, BadAmount)> {
     const MIN: &str = "验证参数错误\n支付金额不可小于0.01元";
     const PRECISION: &str = "验证参数错误\n支付金额精度到分, 且要小于一亿元";
     const FORMAT: &str = "验证参数错误\n支付金额格式错误";
