@@ -9,6 +9,13 @@
 //! `stall:MS:FILE`: when the file `FILE` exists, the next batch removes it and waits `MS`
 //! milliseconds before it begins, as a disk that does not answer an fsync would make it (for
 //! the health check; the test decides when by creating the file).
+//!
+//! `commit:FILE`: when the file `FILE` exists, the next batch that changed rows removes it, and
+//! its `COMMIT` fails: the writer's commit hook refuses it, so SQLite rolls the transaction back
+//! and `COMMIT` returns an error, as it does when the disk fails the commit's write or fsync.
+//! Every job of the batch must then be told the error (none of it is on disk). A batch that
+//! changed nothing (a sweep with nothing to do) leaves the file, so only the test's request is
+//! hit.
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{ffi, Connection};
@@ -22,23 +29,42 @@ pub struct TestFault {
     pub batches: usize,
     /// `stall:…`: how long a batch waits, and the file that asks for it.
     pub stall: Option<(u64, std::path::PathBuf)>,
+    /// `commit:…`: the file that asks for a failed commit.
+    pub commit: Option<std::path::PathBuf>,
 }
 
 impl TestFault {
-    /// Parses `ioerr:JOB:BATCHES` (numbers from 1) or `stall:MS:FILE`.
+    /// Parses `ioerr:JOB:BATCHES` (numbers from 1), `stall:MS:FILE` or `commit:FILE`.
     pub fn parse(spec: &str) -> Result<TestFault, String> {
-        let bad = || format!("`{spec}` is not ioerr:JOB:BATCHES (numbers from 1) or stall:MS:FILE");
+        let bad = || {
+            format!(
+                "`{spec}` is not ioerr:JOB:BATCHES (numbers from 1), stall:MS:FILE or commit:FILE"
+            )
+        };
+        if let Some(file) = spec.strip_prefix("commit:") {
+            if file.is_empty() {
+                return Err(bad());
+            }
+            return Ok(TestFault {
+                job: 0,
+                batches: 0,
+                stall: None,
+                commit: Some(file.into()),
+            });
+        }
         let number = |s: &str| s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(bad);
         match spec.splitn(3, ':').collect::<Vec<_>>()[..] {
             ["ioerr", job, batches] if !batches.contains(':') => Ok(TestFault {
                 job: number(job)?,
                 batches: number(batches)?,
                 stall: None,
+                commit: None,
             }),
             ["stall", ms, file] if !file.is_empty() => Ok(TestFault {
                 job: 0,
                 batches: 0,
                 stall: Some((number(ms)? as u64, file.into())),
+                commit: None,
             }),
             _ => Err(bad()),
         }
@@ -50,6 +76,19 @@ impl TestFault {
         std::fs::remove_file(file).ok()?;
         log::warn!("UNIPAY_TEST_FAULT: a batch waits {ms} ms before it begins");
         Some(std::time::Duration::from_millis(*ms))
+    }
+
+    /// Whether this batch's `COMMIT` is to fail: `commit:…`'s file exists (it is removed) and
+    /// the batch `wrote` rows.
+    pub(super) fn fail_commit(&mut self, wrote: bool) -> bool {
+        let Some(file) = self.commit.as_ref().filter(|_| wrote) else {
+            return false;
+        };
+        if std::fs::remove_file(file).is_err() {
+            return false;
+        }
+        log::warn!("UNIPAY_TEST_FAULT: the commit hook refuses this batch's COMMIT");
+        true
     }
 
     /// The index of the job to fail in a batch of `len` jobs, if this batch has one.

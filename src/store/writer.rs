@@ -389,6 +389,7 @@ impl Batches {
         fault_at: Option<usize>,
     ) -> (Result<(), Error>, Vec<Finish>) {
         let mut finishes = Vec::with_capacity(batch.len());
+        let changes = self.conn.total_changes();
         let mut jobs = batch.drain(..).enumerate();
         let mut outcome = self.begin();
         let conn = &self.conn;
@@ -413,7 +414,10 @@ impl Batches {
             finishes.push(job(None).1);
         }
         if outcome.is_ok() {
-            self.committing.store(true, Ordering::SeqCst);
+            // `UNIPAY_TEST_FAULT=commit:…` (tests only): the commit hook refuses this COMMIT.
+            let wrote = conn.total_changes() != changes;
+            let fail = self.fault.as_mut().is_some_and(|f| f.fail_commit(wrote));
+            self.committing.store(!fail, Ordering::SeqCst);
             outcome = exec(conn, "COMMIT").map_err(|e| batch_error("commit failed", e.into()));
             self.committing.store(false, Ordering::SeqCst);
         }

@@ -460,3 +460,103 @@ fn serve_defaults_and_environment() {
     assert!(env_db.exists(), "UNIPAY_DB names the database");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `unipay order attention` prints one JSON line per order flagged for an operator, with the
+/// fields an operator acts on, and nothing when no order is flagged. The late payments are
+/// real: a sandbox order closed, then paid at the channel after all, found by a pay sync.
+#[test]
+fn order_attention_lists_every_late_payment_and_nothing_when_there_is_none() {
+    let srv = TestServer::start_with(&["--sweep-interval", "1h"]);
+    let app = srv.app("A_ATT");
+    let attention = || {
+        let out = run_cli(&["order", "attention", "--db", path_str(&srv.db)]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // Orders, paid and closed, but none flagged: nothing.
+    let paid = srv.pay(&app, "ATT_OK")["orderNo"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.sandbox_pay(&paid).expect(0, "success");
+    srv.pay(&app, "ATT_CLOSED");
+    srv.close(&app, serde_json::json!({"bizOrderNo": "ATT_CLOSED"}))
+        .expect(0, "success");
+    assert_eq!(attention(), "");
+
+    // Two orders closed, then paid at the channel after all; a pay sync finds the money.
+    let mut late = HashMap::new();
+    for (biz, amount, trade_no) in [("ATT1", "3.00", "LATE_T1"), ("ATT2", "45.60", "LATE_T2")] {
+        let data = srv.pay_with(&app, biz, serde_json::json!({ "amount": amount }));
+        let order_no = data["orderNo"].as_str().unwrap().to_string();
+        srv.close(&app, serde_json::json!({ "bizOrderNo": biz }))
+            .expect(0, "success");
+        let book = rusqlite::Connection::open(&srv.db).unwrap();
+        book.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        let n = book
+            .execute(
+                "UPDATE sandbox_trade SET state = 'paid', trade_no = ?2 WHERE order_no = ?1",
+                [&order_no, trade_no],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        drop(book);
+        let s = srv.post_signed(
+            &app,
+            "/unipay/sync/order/pay",
+            serde_json::json!({ "bizOrderNo": biz }),
+        );
+        s.expect(0, "success");
+        assert_eq!(s.data()["orderStatus"], "success", "{}", s.body);
+        late.insert(order_no, (biz, amount, trade_no));
+    }
+
+    let out = attention();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let mut seen = Vec::new();
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec![
+            "amount",
+            "appId",
+            "attention",
+            "bizOrderNo",
+            "orderNo",
+            "outOrderNo",
+            "since",
+            "status",
+        ];
+        want.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, want, "{line}");
+        let order_no = v["orderNo"].as_str().unwrap().to_string();
+        let (biz, amount, trade_no) = late[&order_no];
+        assert_eq!(v["bizOrderNo"], biz, "{line}");
+        assert_eq!(v["appId"], "A_ATT", "{line}");
+        assert_eq!(v["status"], "success", "{line}");
+        assert_eq!(v["amount"], amount, "{line}");
+        assert_eq!(v["outOrderNo"], trade_no, "{line}");
+        assert_eq!(
+            v["attention"],
+            format!(
+                "订单状态为支付关闭时通道交易{trade_no}已支付, 订单已改为支付成功, 请人工处理 \
+                 (money arrived for a close order)"
+            )
+            .as_str(),
+            "{line}"
+        );
+        let since = v["since"].as_str().unwrap();
+        let since_ms = unipay::sys::parse_time(since, unipay::sys::UtcOffset::CST)
+            .unwrap_or_else(|| panic!("since {since:?} is not yyyy-MM-dd HH:mm:ss"));
+        assert!((now_ms() - since_ms).abs() < 60_000, "{line}");
+        seen.push(order_no);
+    }
+    seen.sort();
+    let mut want: Vec<String> = late.keys().cloned().collect();
+    want.sort();
+    assert_eq!(seen, want, "each late payment once");
+}

@@ -553,3 +553,53 @@ fn pay_after_pre_pay_hands_the_order_to_the_sandbox_and_close_closes_the_trade()
     wait_all_delivered(&srv, 1);
     assert_eq!(notices_by_order(&merchant, &app)[&order_no], vec!["close"]);
 }
+
+/// An order past its `expiredTime` that the sweeper has not closed yet (it runs once an
+/// hour here) can no longer be paid: a `wait` (prePay) order handed to a channel by
+/// `/unipay/pay` with its bizOrderNo, the same order at the sandbox cashier, and a `progress`
+/// order at the sandbox cashier are each refused with 20044 "订单已过期, 无法支付", and
+/// nothing changes.
+#[test]
+fn an_order_past_its_expired_time_cannot_be_paid_before_the_sweeper_closes_it() {
+    const EXPIRED: &str = "订单已过期, 无法支付";
+    let srv = TestServer::start_with(&["--sweep-interval", "1h"]);
+    let app = srv.app("A_EXPAY");
+    let expires = time_text(2, srv.offset);
+    let expires_ms = unipay::sys::parse_time(&expires, srv.offset).unwrap();
+    let pre_no = srv.pre_pay_with(&app, "EXP_PRE", json!({ "expiredTime": expires }));
+    let prog = srv.pay_with(&app, "EXP_PROG", json!({ "expiredTime": expires }));
+    let prog_no = prog["orderNo"].as_str().unwrap().to_string();
+    let pre_before = srv.order(&app, "EXP_PRE");
+    let prog_before = srv.order(&app, "EXP_PROG");
+    assert_eq!(pre_before["expiredTime"], expires.as_str());
+    wait_for("the orders to expire", || {
+        (now_ms() > expires_ms + 100).then_some(())
+    });
+
+    // The prePay order handed to a channel now.
+    let r = srv.post_signed(
+        &app,
+        "/unipay/pay",
+        json!({"bizOrderNo": "EXP_PRE", "title": "网关订单", "amount": "1.00",
+               "channel": "sandbox", "method": "wap"}),
+    );
+    r.expect(20044, EXPIRED);
+    assert_eq!(r.msg(), EXPIRED);
+    // The same order at the sandbox cashier, and the progress order.
+    for order_no in [&pre_no, &prog_no] {
+        let r = srv.sandbox_pay(order_no);
+        r.expect(20044, EXPIRED).signed_by(&app);
+        assert_eq!(r.msg(), EXPIRED);
+    }
+
+    // Nothing changed: no channel, no trade for the prePay order; the progress order's trade
+    // is still open; no payment, no notification.
+    assert_eq!(srv.order(&app, "EXP_PRE"), pre_before);
+    assert_eq!(srv.order(&app, "EXP_PROG"), prog_before);
+    assert_eq!(pre_before["status"], "wait");
+    assert!(pre_before.get("channel").is_none(), "{pre_before}");
+    assert_eq!(trade_state(&srv, &pre_no), None);
+    assert_eq!(prog_before["status"], "progress");
+    assert_eq!(trade_state(&srv, &prog_no).as_deref(), Some("open"));
+    assert_eq!(srv.notify_events(&pre_no) + srv.notify_events(&prog_no), 0);
+}

@@ -13,9 +13,9 @@
 //! query, close and cancel follow A6; `time_expire` (UTC+8) is honoured; a wap/page pay URL
 //! opened by GET or POST records an order and shows a cashier page. Every JSON reply is built
 //! field by field (`/` escaped as `\/`, raw UTF-8) and signed over the exact node text with the
-//! gateway key; a `Mode` per method hangs, drops or forges the signature, re-serialises or
-//! duplicates the node, or fails. Payment notices are V1-signed and retried on a schedule until
-//! the reply is `200` with the body exactly `success`.
+//! gateway key; a `Mode` per method hangs, holds the answer until released, drops or forges the
+//! signature, re-serialises or duplicates the node, or fails. Payment notices are V1-signed and
+//! retried on a schedule until the reply is `200` with the body exactly `success`.
 //!
 //! Refunds (refund-sync.md §9.4): `alipay.trade.refund` keeps a book per paid trade (one
 //! `out_request_no` = one refund; `fund_change` `Y` the first time, `N` on a repeat; another
@@ -54,6 +54,10 @@ pub enum Mode {
     /// Applies the operation, then never answers until the fake is dropped (the socket stays
     /// open; only this request's thread waits).
     Hang,
+    /// Applies the operation as the request arrives, then holds its answer until
+    /// `FakeAlipay::release` (a request still held when the fake is dropped is dropped
+    /// unanswered). For races: the answer is decided, and the test acts before unipay hears it.
+    Held,
     /// The normal answer without `"sign"`.
     Unsigned,
     /// The normal answer signed over other bytes (the node text + `x`).
@@ -92,6 +96,9 @@ struct Shared {
     state: Mutex<State>,
     stopped: Mutex<bool>,
     wake: Condvar,
+    /// How many times `release` was called: a `Held` answer waits for the next one.
+    releases: Mutex<u64>,
+    released: Condvar,
 }
 
 #[derive(Default)]
@@ -327,6 +334,24 @@ impl Shared {
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Waits for the next `FakeAlipay::release`; false when the fake stops first.
+    fn hold(&self) -> bool {
+        let lock = || self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut releases = lock();
+        let start = *releases;
+        while *releases == start {
+            drop(releases);
+            if self.is_stopped() {
+                return false;
+            }
+            releases = lock();
+            let timeout = Duration::from_millis(50);
+            let r = self.released.wait_timeout(releases, timeout);
+            releases = r.unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
     /// Sleeps `d`, or less when the fake stops; true when stopped.
     fn sleep(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
@@ -403,6 +428,9 @@ impl Shared {
         if mode == Mode::Hang {
             while !self.sleep(Duration::from_secs(3600)) {}
             return; // the request is dropped, unanswered, only now
+        }
+        if mode == Mode::Held && !self.hold() {
+            return; // the fake stopped first: dropped, unanswered
         }
         let node = format!("{}_response", method.replace('.', "_"));
         respond(req, self.render(&Answer { node, fields }, &mode));
@@ -807,6 +835,8 @@ impl FakeAlipay {
             }),
             stopped: Mutex::new(false),
             wake: Condvar::new(),
+            releases: Mutex::new(0),
+            released: Condvar::new(),
         });
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind the fake"));
         let url = format!(
@@ -829,6 +859,16 @@ impl FakeAlipay {
 
     pub fn set_mode(&self, method: &str, mode: Mode) {
         self.shared.state().modes.insert(method.to_string(), mode);
+    }
+
+    /// Lets every answer that `Mode::Held` holds now go.
+    pub fn release(&self) {
+        *self
+            .shared
+            .releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+        self.shared.released.notify_all();
     }
 
     /// Requests received for `method`, verified or not.

@@ -2,7 +2,8 @@
 //! statement fails with an I/O error, a full disk or a lack of memory; the writer must then
 //! fail every job of the batch (none of them is on disk) and run none of the rest, and must
 //! not hand out the ids of orders that were never committed again. `UNIPAY_TEST_FAULT` (a
-//! test-only hook) makes SQLite raise `SQLITE_IOERR` in a job in the middle of a batch.
+//! test-only hook) makes SQLite raise `SQLITE_IOERR` in a job in the middle of a batch, or
+//! (`commit:FILE`) makes a batch's `COMMIT` itself fail.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -263,4 +264,88 @@ fn after_a_10500_the_order_may_exist_and_a_retry_with_its_nonce_is_safe() {
         )
         .unwrap();
     assert_eq!((orders, distinct), (ORDERS as i64, ORDERS as i64));
+}
+
+/// A commit that fails is a failure for every job of its batch. `UNIPAY_TEST_FAULT=commit:FILE`
+/// (test-only) makes the commit hook refuse the `COMMIT` of the next batch that wrote rows once
+/// the test has created FILE: SQLite rolls the transaction back and `COMMIT` returns an error,
+/// as a disk that fails the commit's write or fsync would make it. Each request hit is answered
+/// 10500 and nothing of it is on disk; sent again with its nonceStr it acts, once.
+#[test]
+fn a_failed_commit_is_answered_10500_and_leaves_nothing_on_disk() {
+    let dir = temp_dir("commit-fault");
+    let trigger = dir.join("fail-next-commit");
+    let fault = format!("commit:{}", trigger.display());
+    let srv = TestServer::start_with_env(
+        &["--sweep-interval", "1h"],
+        &[("UNIPAY_TEST_FAULT", &fault)],
+    );
+    let app = srv.create_app("M_COMMIT", "A_COMMIT", &[]);
+    let fail_next_commit = || std::fs::write(&trigger, b"").unwrap();
+    let consumed = || assert!(!trigger.exists(), "the fault did not fire");
+    let counts = || -> (i64, i64, i64, i64) {
+        srv.db_read()
+            .query_row(
+                "SELECT (SELECT count(*) FROM pay_order), (SELECT count(*) FROM close_record),
+                        (SELECT count(*) FROM notify_event), (SELECT count(*) FROM request_nonce)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap()
+    };
+    srv.pre_pay_with(
+        &app,
+        "C1",
+        json!({"notifyUrl": "http://127.0.0.1:9/n", "nonceStr": "c1"}),
+    );
+    let before = counts();
+    assert_eq!(before, (1, 0, 0, 1));
+
+    // A new order whose commit fails: 10500, no order, no remembered reply.
+    let create = app.signed(
+        "/unipay/gateway/prePay",
+        json!({"bizOrderNo": "C2", "title": "t", "amount": "1.00", "nonceStr": "c2"}),
+    );
+    fail_next_commit();
+    srv.post_map("/unipay/gateway/prePay", &create)
+        .expect(10500, "系统错误");
+    consumed();
+    assert_eq!(counts(), before, "nothing of the failed batch is on disk");
+    srv.post_signed(&app, "/unipay/query/payOrder", json!({"bizOrderNo": "C2"}))
+        .expect(20041, "支付订单不存在");
+
+    // A close whose commit fails: 10500, the order still waits, no close record, no notice.
+    let close = app.signed(
+        "/unipay/close",
+        json!({"bizOrderNo": "C1", "nonceStr": "x1"}),
+    );
+    fail_next_commit();
+    srv.post_map("/unipay/close", &close)
+        .expect(10500, "系统错误");
+    consumed();
+    assert_eq!(srv.status(&app, "C1"), "wait");
+    assert_eq!(counts(), before);
+
+    // Sent again with their nonceStr, both act now, once.
+    srv.post_map("/unipay/gateway/prePay", &create)
+        .expect(0, "success");
+    srv.post_map("/unipay/close", &close).expect(0, "success");
+    srv.post_map("/unipay/close", &close).expect(0, "success");
+    assert_eq!(srv.status(&app, "C1"), "close");
+    assert_eq!(srv.status(&app, "C2"), "wait");
+    assert_eq!(counts(), (2, 1, 1, 3));
+    let log = srv.stderr();
+    assert_eq!(
+        log.matches("UNIPAY_TEST_FAULT: the commit hook refuses")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("commit failed"), "{log}");
+    let check: String = srv
+        .db_read()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let _ = std::fs::remove_dir_all(&dir);
 }

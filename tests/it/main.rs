@@ -20,6 +20,7 @@ mod fake_wechat;
 mod faults;
 mod full_disk;
 mod http;
+mod lost_races;
 mod malformed;
 mod missing_db;
 mod nonce;

@@ -9,7 +9,7 @@ use std::thread;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::notify::Merchant;
+use crate::notify::{verify_notice, Merchant};
 
 /// A paid sandbox order of `yuan` yuan; its order number.
 pub fn paid_order(srv: &TestServer, app: &App, biz: &str, yuan: &str) -> String {
@@ -376,4 +376,110 @@ fn a_kill_around_the_channel_call_never_refunds_twice_or_loses_money() {
         order["orderNo"].as_str().unwrap(),
     );
     assert_eq!(booked, 2, "each refunded once at the channel");
+}
+
+/// `refundableBalance` is exact at every step (refund-sync.md §2.2: "An order starts with
+/// `no_refund` and a balance equal to its amount"): in the query reply of an order not paid
+/// yet (`progress` and `wait`), of a paid one, and in the notice data of its payment and of a
+/// close; after a partial refund, a refused one (the money back), one under way (held) and its
+/// close (back again), and the rest (0).
+#[test]
+fn the_refundable_balance_is_exact_from_creation_to_the_last_refund() {
+    let merchant = Merchant::start(&[]);
+    let srv = TestServer::start_with(&["--sweep-interval", "1h"]);
+    let app = srv.app("A_BAL");
+    let order_fields = |biz: &str| {
+        let o = srv.order(&app, biz);
+        (
+            o["refundableBalance"].to_string(),
+            o["refundStatus"].as_str().unwrap_or("").to_string(),
+            o["status"].as_str().unwrap().to_string(),
+        )
+    };
+    let fields = |b: &str, rs: &str, s: &str| (b.to_string(), rs.to_string(), s.to_string());
+    let notices = || -> Vec<Value> {
+        let got = merchant.received();
+        got.iter()
+            .map(|n| verify_notice(&n.body, app.sign_type, &app.secret)["data"].clone())
+            .collect()
+    };
+
+    // Before any payment: the whole amount, no_refund.
+    let data = srv.pay_with(
+        &app,
+        "BAL1",
+        json!({"amount": "12.34", "notifyUrl": merchant.url}),
+    );
+    let order_no = data["orderNo"].as_str().unwrap().to_string();
+    assert_eq!(
+        order_fields("BAL1"),
+        fields("12.34", "no_refund", "progress")
+    );
+    srv.pre_pay_with(
+        &app,
+        "BAL2",
+        json!({"amount": "56.78", "notifyUrl": merchant.url}),
+    );
+    assert_eq!(order_fields("BAL2"), fields("56.78", "no_refund", "wait"));
+
+    // Paid: the same, in the query and in the payment's notice.
+    srv.sandbox_pay(&order_no).expect(0, "success");
+    assert_eq!(
+        order_fields("BAL1"),
+        fields("12.34", "no_refund", "success")
+    );
+    let paid = wait_for("the payment notice", || notices().into_iter().next());
+    assert_eq!(paid["orderNo"], order_no.as_str());
+    assert_eq!(paid["status"], "success");
+    assert_eq!(paid["refundableBalance"].to_string(), "12.34", "{paid}");
+    assert_eq!(paid["refundStatus"], "no_refund", "{paid}");
+
+    // A never-paid order closed: its close notice carries the whole amount too.
+    srv.close(&app, json!({"bizOrderNo": "BAL2"}))
+        .expect(0, "success");
+    let closed = wait_for("the close notice", || notices().into_iter().nth(1));
+    assert_eq!(closed["status"], "close");
+    assert_eq!(closed["refundableBalance"].to_string(), "56.78", "{closed}");
+    assert_eq!(closed["refundStatus"], "no_refund", "{closed}");
+
+    let refund_with = |biz_refund: &str, amount: &str, control: Option<&str>| {
+        let mut body = json!({"bizOrderNo": "BAL1", "bizRefundNo": biz_refund, "amount": amount});
+        if let Some(c) = control {
+            merge(
+                &mut body,
+                json!({"extraParam": json!({"sandboxRefund": c}).to_string()}),
+            );
+        }
+        let r = refund(&srv, &app, body);
+        r.expect(0, "success");
+        r.data().clone()
+    };
+    // A partial refund.
+    assert_eq!(refund_with("BR1", "2.34", None)["status"], "success");
+    assert_eq!(
+        order_fields("BAL1"),
+        fields("10", "partial_refund", "success")
+    );
+    // A refused one: the money comes back.
+    assert_eq!(refund_with("BR2", "5.00", Some("fail"))["status"], "fail");
+    assert_eq!(
+        order_fields("BAL1"),
+        fields("10", "partial_refund", "success")
+    );
+    // One under way holds its amount; closed by the channel, it comes back.
+    let held = refund_with("BR3", "3.00", Some("processing"));
+    assert_eq!(held["status"], "progress");
+    assert_eq!(order_fields("BAL1"), fields("7", "refunding", "success"));
+    let refund_no = held["refundNo"].as_str().unwrap();
+    srv.post_raw(&format!("/sandbox/refund/{refund_no}?result=close"), b"")
+        .expect(0, "success");
+    assert_eq!(
+        order_fields("BAL1"),
+        fields("10", "partial_refund", "success")
+    );
+    // The rest: nothing left.
+    assert_eq!(refund_with("BR4", "10", None)["status"], "success");
+    assert_eq!(order_fields("BAL1"), fields("0", "refunded", "success"));
+    // A refund never sends a pay notice: the merchant heard of the payment and the close only.
+    assert_eq!(notices().len(), 2);
 }

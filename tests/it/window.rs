@@ -1,7 +1,7 @@
 //! The request-time window (spec §2): stale and future `reqTime` are refused with DaxPay's
 //! messages, read in the `--tz-offset` zone.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use unipay::sys::{self, UtcOffset};
@@ -109,4 +109,59 @@ fn tz_offset_is_the_zone_request_times_are_read_in() {
         "resTime {res_time} is not UTC now"
     );
     assert_eq!(srv.status(&app, "B_UTC"), "close");
+}
+
+/// Both edges of the window, for a short and a long one: 2 s inside is accepted and 2 s
+/// outside is refused, into the past and into the future. `reqTime` has whole seconds, so a
+/// probe `d` seconds from now is up to 1 s earlier than that (minus the trip to the server):
+/// a margin of 2 s keeps every probe on its side of the edge.
+#[test]
+fn both_edges_of_the_window_hold_to_the_second_for_5_and_300_seconds() {
+    let srv = TestServer::start_with(&["--sweep-interval", "1h"]);
+    for window in [5i64, 300] {
+        let app_id = format!("A_EDGE{window}");
+        let app = srv.create_app(
+            &format!("M_EDGE{window}"),
+            &app_id,
+            &["--req-timeout", &window.to_string()],
+        );
+        srv.pay(&app, "B_EDGE");
+        let before = srv.order(&app, "B_EDGE");
+        let query = |delta: i64| {
+            srv.post_signed(
+                &app,
+                "/unipay/query/payOrder",
+                json!({"bizOrderNo": "B_EDGE", "reqTime": time_text(delta, UtcOffset::CST)}),
+            )
+        };
+        let close = |delta: i64| {
+            srv.close(
+                &app,
+                json!({"bizOrderNo": "B_EDGE", "reqTime": time_text(delta, UtcOffset::CST)}),
+            )
+        };
+        let ctx = format!("window {window} s");
+        // Inside, both sides.
+        for delta in [-(window - 2), window - 2] {
+            let r = query(delta);
+            assert_eq!(r.code(), 0, "{ctx}, reqTime now{delta:+} s: {}", r.body);
+            assert_eq!(r.data(), &before, "{ctx}");
+        }
+        // Outside, both sides; a close outside the window changes nothing either.
+        for (delta, msg) in [(-(window + 2), EXPIRED), (window + 2, FUTURE)] {
+            for r in [query(delta), close(delta)] {
+                r.expect(10506, msg);
+                assert_eq!(
+                    r.msg(),
+                    format!("验证参数错误\n{msg}"),
+                    "{ctx}, reqTime now{delta:+} s"
+                );
+                assert_eq!(r.data(), &Value::Null, "{ctx}");
+            }
+        }
+        assert_eq!(srv.order(&app, "B_EDGE"), before, "{ctx}: nothing changed");
+        // Just inside the past edge, the close itself goes through.
+        close(-(window - 2)).expect(0, "success");
+        assert_eq!(srv.status(&app, "B_EDGE"), "close", "{ctx}");
+    }
 }
