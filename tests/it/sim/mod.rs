@@ -3,9 +3,10 @@
 //!
 //! One seed drives everything: which operation comes next (an API close or cancel, a payer
 //! paying, a payment failing at the channel, a repeated order, a refund, a repeated or retried
-//! refund, the channel finishing a refund, a pay or refund sync, a replay of a request that
-//! carried a `nonceStr`, an expiry sweep, a clock jump, a crash and restart, a channel's late
-//! payment report), which faults the channel shows (timeouts before or after it acted, the payer
+//! refund, the channel finishing a refund or reporting a finished one again, a pay or refund
+//! sync (checked against refund-sync.md §5's table), a replay of a request that carried a
+//! `nonceStr`, an expiry sweep, a clock jump, a crash and restart, a channel's late payment
+//! report), which faults the channel shows (timeouts before or after it acted, the payer
 //! paying just before a close reaches it, trades it never opened, payments it refuses, crashes
 //! on either side of its answer), the clock, and every random number unipay draws. The real
 //! request handlers, store, sandbox channel, sweeper and recovery run against a real SQLite
@@ -395,7 +396,8 @@ impl World {
             112..=114 => self.op_finish_refund(),
             115..=119 => self.op_sync_pay(),
             120..=124 => self.op_sync_refund(),
-            125..=129 => self.op_replay(),
+            125..=128 => self.op_replay(),
+            129 => self.op_refund_reported_again(),
             130..=132 => self.op_repeat_order(),
             133..=135 => self.op_payment_fails(),
             0..=24 => self.op_new_order(),
@@ -486,6 +488,7 @@ fn quiet_simulated_crashes() {
 /// stopped exercising it and proves nothing about it.
 const MUST_RUN: &[&str] = &[
     "closes answered 0",
+    "closes answered 20041 (no such order)",
     "closes answered 20043 (already closing)",
     "closes answered 20044 (not open)",
     "closes answered 20080 (channel failed)",
@@ -535,6 +538,8 @@ const MUST_RUN: &[&str] = &[
     "pay syncs that changed nothing",
     "pay syncs refused: nothing changed but the attempt",
     "refund syncs that adjusted a refund",
+    "refund syncs refused: nothing changed but the attempt",
+    "refund outcomes reported again: nothing changed",
     "refund syncs that changed nothing",
     "orders fully refunded",
     "orders partly refunded",

@@ -4,6 +4,8 @@
 //! invariants of the money are in `money`.
 
 use serde_json::json;
+use unipay::channel::sandbox_refund_answer;
+use unipay::domain::RefundStatus;
 
 use super::nonce::Target;
 use super::unchanged::Allow;
@@ -236,6 +238,55 @@ impl World {
         self.finish_book_refund(&refund_no, result);
     }
 
+    /// The channel reports the outcome of a refund it finished again (its notification
+    /// delivered twice, or late, after a sync or the sweeper settled the refund): a refund
+    /// already final changes nothing, no second notice, no money moved twice.
+    pub(super) fn op_refund_reported_again(&mut self) {
+        let done: Vec<(String, String)> = {
+            let mut st = self
+                .read()
+                .prepare_cached(
+                    "SELECT r.refund_no, r.order_no FROM refund_order r
+                     JOIN sandbox_refund b USING (refund_no) WHERE b.state IN ('success', 'closed')",
+                )
+                .unwrap();
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        if done.is_empty() {
+            return;
+        }
+        let (refund_no, order_no) = done[self.rng.below(done.len() as u64) as usize].clone();
+        let store = self.node().store.clone();
+        let refund = store.refund_by_no(&refund_no).unwrap().unwrap();
+        let booked = store.sandbox_refund_state(&refund_no).unwrap().unwrap();
+        let answer = sandbox_refund_answer(&booked, &refund);
+        let before = self.snap(&order_no);
+        let now = self.now();
+        let next = refund.next_check(now);
+        let (after, changed) = store
+            .apply_refund(refund.id, answer, false, next, now, None)
+            .unwrap();
+        self.log.push(format!(
+            "the channel reports {refund_no} ({}) again: {} -> {}",
+            refund.status.as_str(),
+            booked.state,
+            after.status.as_str()
+        ));
+        if refund.status == RefundStatus::Progress {
+            // Its answer had been lost: now it is settled.
+            return count("refund outcomes reported late: settled");
+        }
+        assert!(!changed, "seed {}: {refund_no} changed again", self.seed);
+        self.unchanged(
+            "a refund reported again",
+            &order_no,
+            &before,
+            Allow::default(),
+        );
+        count("refund outcomes reported again: nothing changed");
+    }
+
     fn finish_book_refund(&mut self, refund_no: &str, result: &str) {
         let path = format!("/sandbox/refund/{refund_no}");
         let Some(reply) = self.post_query(&path, &format!("result={result}"), None) else {
@@ -286,6 +337,18 @@ impl World {
             },
         };
         let was = self.status_of(&order_no);
+        // What the channel's book says, for refund-sync.md §5's table.
+        let (book, expired): (Option<String>, bool) = self
+            .read()
+            .query_row(
+                "SELECT (SELECT state FROM sandbox_trade t WHERE t.order_no = o.order_no),
+                    o.expired_time <= ?2
+                 FROM pay_order o WHERE o.order_no = ?1",
+                rusqlite::params![order_no, self.now()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let failed = self.faults.lock().unwrap().failed.contains(&order_no);
         let body = json!({ "orderNo": order_no });
         let snap = self.snap(&order_no);
         let Some(reply) = self.post("/unipay/sync/order/pay", Some(body)) else {
@@ -335,8 +398,21 @@ impl World {
             "seed {seed}: sync of {order_no} ({was} -> {now}) said adjust {adjust}"
         );
         assert_eq!(reply["data"]["orderStatus"], now.as_str());
+        // refund-sync.md §5: money wins; a trade over at the channel ends a `progress` order as
+        // the channel says (the sandbox's closed and cancelled trades both read "closed"); an
+        // open or unknown trade past its expiry is closed as expiry does; else nothing changes.
+        let want = match (was.as_str(), book.as_deref()) {
+            (_, Some("paid")) => "success",
+            ("progress", Some("closed" | "cancelled")) if failed => "fail",
+            ("progress", Some("closed" | "cancelled")) => "close",
+            ("progress", _) if expired => "close",
+            (was, _) => was,
+        };
+        assert_eq!(
+            now, want,
+            "seed {seed}: a sync of {order_no} ({was}, trade {book:?}, failed {failed}, expired {expired})"
+        );
         if adjust && now == "fail" {
-            assert_eq!(was, "progress", "seed {seed}: {order_no} failed from {was}");
             count("pay syncs that failed an order");
         }
         count(if adjust {
