@@ -1,7 +1,8 @@
 //! The sandbox channel with the faults of a real one injected around it: timeouts before and
 //! after it acts, crashes on either side of its answer, payers paying just before a close, trades
-//! it never opened, refunds whose answer is lost.
+//! it never opened, payments it refuses or that fail at it, refunds whose answer is lost.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use unipay::channel::{Channel, PayExtra, PayStart, Sandbox, TradeState};
@@ -20,9 +21,25 @@ pub(super) struct SimCrash(pub(super) &'static str);
 pub(super) struct Faults {
     pub(super) rng: Rng,
     pub(super) enabled: bool,
+    /// The trades whose payment failed at the channel (WeChat's `PAYERROR`): closed in the
+    /// sandbox's book, and reported as failed by a query. The channel's own memory: it outlives
+    /// unipay's crashes.
+    pub(super) failed: BTreeSet<String>,
+    /// The orders a payer paid during the current step, racing a close: their change is the
+    /// payer's, not the request's.
+    pub(super) raced: Vec<String>,
 }
 
 impl Faults {
+    pub(super) fn new(rng: Rng) -> Faults {
+        Faults {
+            rng,
+            enabled: true,
+            failed: BTreeSet::new(),
+            raced: Vec::new(),
+        }
+    }
+
     pub(super) fn roll(&mut self, percent: u64) -> bool {
         self.enabled && self.rng.chance(percent)
     }
@@ -42,14 +59,34 @@ impl Channel for FaultyChannel {
     }
 
     fn start(&self, order: &Order, extra: &PayExtra) -> Result<PayStart, Error> {
-        if self.faults.lock().unwrap().roll(10) {
+        let (lost, refused, crash_before, crash_after) = {
+            let mut f = self.faults.lock().unwrap();
+            (f.roll(10), f.roll(5), f.roll(3), f.roll(3))
+        };
+        if refused {
+            // The channel refuses the payment (a risk check, a closed merchant account): the
+            // order fails.
+            return Err(Error::PayFailed("simulated refusal of the payment".into()));
+        }
+        if lost {
             // The channel never opened the trade (its reply was lost, say): "not found" later.
             return Ok(PayStart {
                 pay_body: "lost".into(),
                 remember: false,
             });
         }
-        self.inner.start(order, extra)
+        if crash_before {
+            // The `progress` order is committed; the channel never heard of it.
+            std::panic::panic_any(SimCrash("crashes before the channel opened a trade"));
+        }
+        let start = self.inner.start(order, extra)?;
+        if crash_after {
+            // The trade is open; the reply (and a nonce'd request's memo) never came to be.
+            std::panic::panic_any(SimCrash(
+                "crashes after the channel opened a trade, before the reply",
+            ));
+        }
+        Ok(start)
     }
 
     fn pay_body(&self, order: &Order) -> Option<String> {
@@ -65,9 +102,13 @@ impl Channel for FaultyChannel {
             count("payers paying just before a close reached the channel");
             // The payer pays just before the close reaches the channel.
             let trade_no = format!("RACE{}", order.id);
-            let _ = self
-                .store
-                .sandbox_pay(order.order_no.clone(), trade_no, self.clock.now_ms());
+            let paid =
+                self.store
+                    .sandbox_pay(order.order_no.clone(), trade_no, self.clock.now_ms());
+            if paid.is_ok() {
+                let mut f = self.faults.lock().unwrap();
+                f.raced.push(order.order_no.clone());
+            }
         }
         if timeout_before {
             return Err(Error::internal(
@@ -92,7 +133,13 @@ impl Channel for FaultyChannel {
         if self.faults.lock().unwrap().roll(10) {
             return Err(Error::internal("simulated query timeout"));
         }
-        self.inner.query(order)
+        let state = self.inner.query(order)?;
+        let failed = self.faults.lock().unwrap().failed.contains(&order.order_no);
+        Ok(match state {
+            // The sandbox's book keeps a failed trade closed; the channel says why.
+            TradeState::Closed if failed => TradeState::Failed,
+            state => state,
+        })
     }
 
     fn check_refund(&self, app_id: &str) -> Result<(), Error> {

@@ -1,63 +1,17 @@
 //! Refunds and syncs in the simulation: the merchant refunding (new refunds, repeats, retries of
 //! failed ones, amounts over the balance), the sandbox channel finishing the refunds it holds,
-//! pay and refund syncs; and the invariants of money given back, checked against the database
-//! and the sandbox channel's own book after every step.
-
-use std::collections::BTreeMap;
+//! pay and refund syncs. A refused one is checked to have changed nothing (`unchanged`); the
+//! invariants of the money are in `money`.
 
 use serde_json::json;
-use unipay::domain::{pay_refund_status, Amount};
+use unipay::channel::sandbox_refund_answer;
+use unipay::domain::RefundStatus;
 
-use super::{count, World};
-
-/// What the simulation reads of a refund.
-struct RefundRow {
-    refund_no: String,
-    order_no: String,
-    status: String,
-    amount: i64,
-    sends: i64,
-    /// `sends`, `unknown_sends`, `checks`, `next_check_at`, `created_at`: for a failure's message.
-    schedule: String,
-    /// The sandbox channel's state of it, if its book has it.
-    book: Option<String>,
-    events: i64,
-    last_event: Option<String>,
-}
-
-/// What the simulation reads of an order's refund fields.
-struct OrderMoney {
-    order_no: String,
-    status: String,
-    amount: i64,
-    balance: i64,
-    refund_status: Option<String>,
-}
-
-fn yuan(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
+use super::nonce::Target;
+use super::unchanged::Allow;
+use super::{count, yuan, World};
 
 impl World {
-    fn money_of(&self, order_no: &str) -> OrderMoney {
-        self.read()
-            .query_row(
-                "SELECT order_no, status, amount, refundable_balance, refund_status
-                 FROM pay_order WHERE order_no = ?1",
-                [order_no],
-                |r| {
-                    Ok(OrderMoney {
-                        order_no: r.get(0)?,
-                        status: r.get(1)?,
-                        amount: r.get(2)?,
-                        balance: r.get(3)?,
-                        refund_status: r.get(4)?,
-                    })
-                },
-            )
-            .unwrap()
-    }
-
     /// The refund number and status of the app's refund `biz`, if there is one.
     fn refund_of_biz(&self, biz: &str) -> Option<(String, String)> {
         self.read()
@@ -127,10 +81,17 @@ impl World {
             let control = ["fail", "lost", "processing", "timeout"][self.rng.below(4) as usize];
             body["extraParam"] = json!({ "sandboxRefund": control }).to_string().into();
         }
-        let reply = self.post("/unipay/refund", Some(body));
+        let snap = self.snap(&order_no);
+        let reply = if self.rng.chance(30) {
+            count("nonce'd refunds");
+            self.post_nonced("/unipay/refund", body, Target::Order(order_no.clone()))
+        } else {
+            self.post("/unipay/refund", Some(body))
+        };
         if self.refund_of_biz(&biz).is_some() {
             self.biz_refunds
                 .push((biz.clone(), order_no.clone(), yuan(amount)));
+            self.refund_asked.insert(biz.clone(), amount);
         }
         let Some(reply) = reply else {
             return;
@@ -182,6 +143,10 @@ impl World {
             }
             _ => panic!("seed {seed}: a refund answered {reply}"),
         }
+        if reply["code"] != 0 {
+            self.unchanged("a refused refund", &order_no, &snap, Allow::default());
+            count("refunds refused: nothing changed");
+        }
     }
 
     /// A refund request again: the same (idempotent, or a retry of a failed one) or the same
@@ -202,7 +167,14 @@ impl World {
             "amount": sent,
             "notifyUrl": "http://merchant.invalid/refund",
         });
-        let Some(reply) = self.post("/unipay/refund", Some(body)) else {
+        let snap = self.snap(&order_no);
+        let reply = if self.rng.chance(30) {
+            count("nonce'd refunds");
+            self.post_nonced("/unipay/refund", body, Target::Order(order_no.clone()))
+        } else {
+            self.post("/unipay/refund", Some(body))
+        };
+        let Some(reply) = reply else {
             return;
         };
         self.log.push(format!(
@@ -215,11 +187,7 @@ impl World {
                 reply["code"], 10506,
                 "seed {seed}: {biz} again with another amount"
             );
-            assert_eq!(
-                self.refund_status_of(&refund_no),
-                was,
-                "seed {seed}: a refused repeat of {biz} changed it"
-            );
+            self.unchanged("a refused repeat", &order_no, &snap, Allow::default());
             count("refund repeats refused: another order or amount");
             return;
         }
@@ -229,6 +197,8 @@ impl World {
                 was == "fail" && matches!(reply["code"].as_i64(), Some(10506 | 20044)),
                 "seed {seed}: {biz} ({was}) again answered {reply}"
             );
+            self.unchanged("a refused retry", &order_no, &snap, Allow::default());
+            count("refunds refused: nothing changed");
             return;
         }
         assert_eq!(
@@ -242,6 +212,8 @@ impl World {
                 reply["data"]["status"], was,
                 "seed {seed}: a repeat of {biz} changed it"
             );
+            // A repeat is answered from the refund as it stands: nothing is sent or changed.
+            self.unchanged("a refund repeat", &order_no, &snap, Allow::default());
             count("refund repeats answered with the same refund");
         }
     }
@@ -264,6 +236,55 @@ impl World {
         let refund_no = held[self.rng.below(held.len() as u64) as usize].clone();
         let result = ["success", "success", "close", "abnormal"][self.rng.below(4) as usize];
         self.finish_book_refund(&refund_no, result);
+    }
+
+    /// The channel reports the outcome of a refund it finished again (its notification
+    /// delivered twice, or late, after a sync or the sweeper settled the refund): a refund
+    /// already final changes nothing, no second notice, no money moved twice.
+    pub(super) fn op_refund_reported_again(&mut self) {
+        let done: Vec<(String, String)> = {
+            let mut st = self
+                .read()
+                .prepare_cached(
+                    "SELECT r.refund_no, r.order_no FROM refund_order r
+                     JOIN sandbox_refund b USING (refund_no) WHERE b.state IN ('success', 'closed')",
+                )
+                .unwrap();
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        if done.is_empty() {
+            return;
+        }
+        let (refund_no, order_no) = done[self.rng.below(done.len() as u64) as usize].clone();
+        let store = self.node().store.clone();
+        let refund = store.refund_by_no(&refund_no).unwrap().unwrap();
+        let booked = store.sandbox_refund_state(&refund_no).unwrap().unwrap();
+        let answer = sandbox_refund_answer(&booked, &refund);
+        let before = self.snap(&order_no);
+        let now = self.now();
+        let next = refund.next_check(now);
+        let (after, changed) = store
+            .apply_refund(refund.id, answer, false, next, now, None)
+            .unwrap();
+        self.log.push(format!(
+            "the channel reports {refund_no} ({}) again: {} -> {}",
+            refund.status.as_str(),
+            booked.state,
+            after.status.as_str()
+        ));
+        if refund.status == RefundStatus::Progress {
+            // Its answer had been lost: now it is settled.
+            return count("refund outcomes reported late: settled");
+        }
+        assert!(!changed, "seed {}: {refund_no} changed again", self.seed);
+        self.unchanged(
+            "a refund reported again",
+            &order_no,
+            &before,
+            Allow::default(),
+        );
+        count("refund outcomes reported again: nothing changed");
     }
 
     fn finish_book_refund(&mut self, refund_no: &str, result: &str) {
@@ -303,11 +324,33 @@ impl World {
 
     /// The merchant asks unipay to repair an order from its channel.
     pub(super) fn op_sync_pay(&mut self) {
-        let Some(order_no) = self.pick_order() else {
-            return;
+        // Mostly any order; sometimes one whose payment failed at the channel.
+        let failed: Vec<String> = match self.rng.chance(50) {
+            true => self.faults.lock().unwrap().failed.iter().cloned().collect(),
+            false => Vec::new(),
+        };
+        let order_no = match failed.is_empty() {
+            false => failed[self.rng.below(failed.len() as u64) as usize].clone(),
+            true => match self.pick_order() {
+                Some(o) => o,
+                None => return,
+            },
         };
         let was = self.status_of(&order_no);
+        // What the channel's book says, for refund-sync.md §5's table.
+        let (book, expired): (Option<String>, bool) = self
+            .read()
+            .query_row(
+                "SELECT (SELECT state FROM sandbox_trade t WHERE t.order_no = o.order_no),
+                    o.expired_time <= ?2
+                 FROM pay_order o WHERE o.order_no = ?1",
+                rusqlite::params![order_no, self.now()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let failed = self.faults.lock().unwrap().failed.contains(&order_no);
         let body = json!({ "orderNo": order_no });
+        let snap = self.snap(&order_no);
         let Some(reply) = self.post("/unipay/sync/order/pay", Some(body)) else {
             return;
         };
@@ -316,22 +359,62 @@ impl World {
             "sync pay {order_no} ({was}) -> {} {} {} -> {now}",
             reply["code"], reply["msg"], reply["data"]
         ));
-        if reply["code"] != 0 {
-            assert_eq!(
-                was, now,
-                "seed {}: a failed sync changed {order_no}",
-                self.seed
-            );
-            return;
+        let seed = self.seed;
+        match reply["code"].as_i64() {
+            Some(0) => {}
+            // Never handed to a channel: nothing to ask, nothing done.
+            Some(20044) => {
+                let unstarted: bool = self
+                    .read()
+                    .query_row(
+                        "SELECT status = 'wait' OR channel IS NULL FROM pay_order
+                         WHERE order_no = ?1",
+                        [&order_no],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert!(unstarted, "seed {seed}: a sync of {order_no}: {reply}");
+                self.unchanged("a refused sync", &order_no, &snap, Allow::default());
+                return count("pay syncs refused: nothing changed but the attempt");
+            }
+            // The channel could not be asked, or the close of an expired order failed: at
+            // most that close's attempt is recorded.
+            Some(20080) => {
+                let allow = Allow {
+                    failed_closes: 1,
+                    intents: true,
+                    trade: true,
+                    ..Allow::default()
+                };
+                self.unchanged("a failed sync", &order_no, &snap, allow);
+                return count("pay syncs refused: nothing changed but the attempt");
+            }
+            _ => panic!("seed {seed}: a sync of {order_no} answered {reply}"),
         }
         let adjust = reply["data"]["adjust"].as_bool().expect("adjust is a bool");
         assert_eq!(
             adjust,
             was != now,
-            "seed {}: sync of {order_no} ({was} -> {now}) said adjust {adjust}",
-            self.seed
+            "seed {seed}: sync of {order_no} ({was} -> {now}) said adjust {adjust}"
         );
         assert_eq!(reply["data"]["orderStatus"], now.as_str());
+        // refund-sync.md §5: money wins; a trade over at the channel ends a `progress` order as
+        // the channel says (the sandbox's closed and cancelled trades both read "closed"); an
+        // open or unknown trade past its expiry is closed as expiry does; else nothing changes.
+        let want = match (was.as_str(), book.as_deref()) {
+            (_, Some("paid")) => "success",
+            ("progress", Some("closed" | "cancelled")) if failed => "fail",
+            ("progress", Some("closed" | "cancelled")) => "close",
+            ("progress", _) if expired => "close",
+            (was, _) => was,
+        };
+        assert_eq!(
+            now, want,
+            "seed {seed}: a sync of {order_no} ({was}, trade {book:?}, failed {failed}, expired {expired})"
+        );
+        if adjust && now == "fail" {
+            count("pay syncs that failed an order");
+        }
         count(if adjust {
             "pay syncs that adjusted an order"
         } else {
@@ -348,6 +431,8 @@ impl World {
         let biz = self.biz_refunds[i].0.clone();
         let (refund_no, was) = self.refund_of_biz(&biz).expect("a refund that was created");
         let body = json!({ "refundNo": refund_no });
+        let order_no = self.biz_refunds[i].1.clone();
+        let snap = self.snap(&order_no);
         let Some(reply) = self.post("/unipay/sync/order/refund", Some(body)) else {
             return;
         };
@@ -357,12 +442,10 @@ impl World {
             reply["code"], reply["msg"], reply["data"]
         ));
         if reply["code"] != 0 {
-            assert_eq!(
-                was, now,
-                "seed {}: a failed sync changed {refund_no}",
-                self.seed
-            );
-            return;
+            // The channel could not be asked: nothing changed (but the sync's own record).
+            assert_eq!(reply["code"], 20080, "seed {}: {reply}", self.seed);
+            self.unchanged("a failed refund sync", &order_no, &snap, Allow::default());
+            return count("refund syncs refused: nothing changed but the attempt");
         }
         let adjust = reply["data"]["adjust"].as_bool().expect("adjust is a bool");
         assert_eq!(
@@ -376,173 +459,5 @@ impl World {
         } else {
             "refund syncs that changed nothing"
         });
-    }
-
-    // ---- invariants ----
-
-    fn refund_rows(&self) -> Vec<RefundRow> {
-        let mut st = self
-            .read()
-            .prepare_cached(
-                "SELECT r.refund_no, r.order_no, r.status, r.amount, r.sends,
-                    (SELECT b.state FROM sandbox_refund b WHERE b.refund_no = r.refund_no),
-                    (SELECT count(*) FROM notify_event e WHERE e.refund_id = r.id),
-                    (SELECT e.status FROM notify_event e WHERE e.refund_id = r.id
-                        ORDER BY e.id DESC LIMIT 1),
-                    printf('sends %d, unknown %d, checks %d, next check %d, created %d',
-                        r.sends, r.unknown_sends, r.checks, r.next_check_at, r.created_at)
-                 FROM refund_order r ORDER BY r.id",
-            )
-            .unwrap();
-        let rows = st
-            .query_map([], |r| {
-                Ok(RefundRow {
-                    refund_no: r.get(0)?,
-                    order_no: r.get(1)?,
-                    status: r.get(2)?,
-                    amount: r.get(3)?,
-                    sends: r.get(4)?,
-                    book: r.get(5)?,
-                    events: r.get(6)?,
-                    last_event: r.get(7)?,
-                    schedule: r.get(8)?,
-                })
-            })
-            .unwrap();
-        rows.collect::<Result<_, _>>().unwrap()
-    }
-
-    fn order_money(&self) -> Vec<OrderMoney> {
-        let mut st = self
-            .read()
-            .prepare_cached(
-                "SELECT order_no, status, amount, refundable_balance, refund_status
-                 FROM pay_order ORDER BY id",
-            )
-            .unwrap();
-        let rows = st
-            .query_map([], |r| {
-                Ok(OrderMoney {
-                    order_no: r.get(0)?,
-                    status: r.get(1)?,
-                    amount: r.get(2)?,
-                    balance: r.get(3)?,
-                    refund_status: r.get(4)?,
-                })
-            })
-            .unwrap();
-        rows.collect::<Result<_, _>>().unwrap()
-    }
-
-    /// The invariants of money given back. `strict`: everything is over, so no refund may be
-    /// left in progress and unipay's book must agree with the channel's.
-    pub(super) fn check_refunds(&mut self, strict: bool) {
-        let seed = self.seed;
-        // Per order: (in progress, succeeded, succeeded at the channel, refunds).
-        let mut sums: BTreeMap<String, (i64, i64, i64, usize)> = BTreeMap::new();
-        for r in self.refund_rows() {
-            let RefundRow {
-                refund_no,
-                status,
-                book,
-                ..
-            } = &r;
-            let sum = sums.entry(r.order_no.clone()).or_default();
-            sum.3 += 1;
-            match status.as_str() {
-                "progress" => sum.0 += r.amount,
-                "success" => sum.1 += r.amount,
-                _ => {}
-            }
-            if book.as_deref() == Some("success") {
-                sum.2 += r.amount;
-            }
-            // A final refund stays final; only a failed one is sent again.
-            if let Some(prev) = self.refund_status.get(refund_no) {
-                assert!(
-                    !matches!(prev.as_str(), "success" | "close") || prev == status,
-                    "seed {seed}: refund {refund_no} left {prev} for {status}"
-                );
-            }
-            // unipay's book and the channel's agree on what is over.
-            let agrees = match status.as_str() {
-                "success" => book.as_deref() == Some("success"),
-                "close" => book.as_deref() == Some("closed"),
-                // Failed: the channel refunded nothing (a refusal is never guessed).
-                "fail" => matches!(book.as_deref(), None | Some("closed")),
-                _ => !strict,
-            };
-            assert!(
-                agrees,
-                "seed {seed}: refund {refund_no} is {status}, the channel says {book:?} ({}; now {})",
-                r.schedule,
-                self.now()
-            );
-            // Money the channel gave back is never lost from unipay's book.
-            if book.as_deref() == Some("success") {
-                assert!(
-                    matches!(status.as_str(), "progress" | "success"),
-                    "seed {seed}: refund {refund_no} succeeded at the channel but is {status}"
-                );
-            }
-            // Every final status was told to the merchant; nothing was told that never happened.
-            if status != "progress" {
-                assert_eq!(
-                    r.last_event.as_deref(),
-                    Some(status.as_str()),
-                    "seed {seed}: refund {refund_no} is {status}, its last notice says otherwise"
-                );
-            }
-            assert!(
-                r.events <= r.sends,
-                "seed {seed}: refund {refund_no} has {} notice(s) after {} send(s)",
-                r.events,
-                r.sends
-            );
-            self.refund_status.insert(refund_no.clone(), status.clone());
-        }
-        for o in self.order_money() {
-            let (progress, refunded, at_channel, refunds) =
-                sums.get(&o.order_no).copied().unwrap_or_default();
-            let no = &o.order_no;
-            // Refunded ≤ paid, at unipay and at the channel.
-            assert!(
-                refunded <= o.amount && at_channel <= o.amount,
-                "seed {seed}: {no} of {} has {} refunded ({} at the channel)",
-                yuan(o.amount),
-                yuan(refunded),
-                yuan(at_channel)
-            );
-            // Balance = paid − (in progress + successful refunds), never below zero.
-            assert_eq!(
-                o.balance,
-                o.amount - progress - refunded,
-                "seed {seed}: {no} of {} has balance {} with {} in progress and {} refunded",
-                yuan(o.amount),
-                yuan(o.balance),
-                yuan(progress),
-                yuan(refunded)
-            );
-            assert!(o.balance >= 0, "seed {seed}: {no} has a negative balance");
-            let want = pay_refund_status(progress > 0, Amount(refunded), Amount(o.amount));
-            assert_eq!(
-                o.refund_status.as_deref(),
-                Some(want),
-                "seed {seed}: {no}'s refundStatus"
-            );
-            // Only paid orders are refunded.
-            assert!(
-                refunds == 0 || o.status == "success",
-                "seed {seed}: {no} is {} with {refunds} refund(s)",
-                o.status
-            );
-            if strict && refunded > 0 {
-                count(if refunded == o.amount {
-                    "orders fully refunded"
-                } else {
-                    "orders partly refunded"
-                });
-            }
-        }
     }
 }
