@@ -650,16 +650,15 @@ fn api_run(o: &Opts) -> (Measured, Measured, Measured, u64) {
 /// of a real close reply, which the client parses like unipay's.
 fn floor_run(o: &Opts, reply: &Path) -> Measured {
     let bin = o.bin_dir.join("examples").join("http_floor");
-    let server = Server::spawn(
-        &bin,
-        &["127.0.0.1:0", reply.to_str().expect("reply path")],
-    );
+    let server = Server::spawn(&bin, &["127.0.0.1:0", reply.to_str().expect("reply path")]);
     let addr = server.addr.clone();
     let count = 100_000 * o.seconds as usize;
     load_on(
         server.child.id(),
         &addr,
-        deal(o.conns, count, |i| close_req(&addr, &format!("W{i}"), o.nonce)),
+        deal(o.conns, count, |i| {
+            close_req(&addr, &format!("W{i}"), o.nonce)
+        }),
         o.seconds,
     )
 }
@@ -672,7 +671,13 @@ fn sample_close_reply(o: &Opts) -> (PathBuf, usize) {
     let bin = o.bin_dir.join("unipay");
     let server = Server::spawn(
         &bin,
-        &["serve", "--db", db.to_str().expect("path"), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--db",
+            db.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
     );
     let addr = server.addr.clone();
     let made = load(&addr, vec![vec![pre_pay_req(&addr, "W0")]], 5).done();

@@ -9,8 +9,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
@@ -163,7 +163,10 @@ impl<T> Family<T> {
             return Arc::clone(s);
         }
         let s = Arc::new((self.make)());
-        bucket.push((values.iter().map(|v| v.to_string()).collect(), Arc::clone(&s)));
+        bucket.push((
+            values.iter().map(|v| v.to_string()).collect(),
+            Arc::clone(&s),
+        ));
         s
     }
 
