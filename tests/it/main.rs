@@ -22,6 +22,7 @@ mod full_disk;
 mod http;
 mod malformed;
 mod missing_db;
+mod mutants;
 mod nonce;
 mod notify;
 mod ops;
