@@ -644,4 +644,47 @@ mod tests {
         let why = attention().expect("flagged");
         assert!(why.contains(&r.refund_no), "{why}");
     }
+
+    #[test]
+    fn a_look_after_a_send_waits_for_the_channels_advice() {
+        let s = Setup::new("lookadvice", (0, 30 * MINUTE));
+        s.paid("B_LA");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_LA".into()), "BR_LA", T0)
+            .unwrap();
+        assert_eq!(r.last_send_at, Some(T0));
+        let processing = RefundAnswer::Processing {
+            out_refund_no: None,
+        };
+        let (after, changed) = s
+            .refunds()
+            .settle_with(&r, processing, T0 + MINUTE)
+            .unwrap();
+        assert!(!changed);
+        assert_eq!(after.next_check_at, Some(T0 + 30 * MINUTE));
+    }
+
+    #[test]
+    fn the_sweeper_does_not_ask_sooner_after_a_send_than_the_channel_advises() {
+        let s = Setup::new("sweepadvice", (0, 30 * MINUTE));
+        s.paid("B_SA");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_SA".into()), "BR_SA", T0)
+            .unwrap();
+        let stored = |s: &Setup| s.store.refund_by_no(&r.refund_no).unwrap().unwrap();
+        // A start-up makes every progress refund due at once.
+        let t1 = T0 + 10 * MINUTE;
+        s.store.all_refunds_due(t1).unwrap();
+        assert_eq!(s.refunds().settle_due(t1, &|| true), 0);
+        assert_eq!(s.script().calls, ["send"], "not asked yet");
+        assert_eq!(stored(&s).next_check_at, Some(T0 + 30 * MINUTE));
+        // When the advice is over, it is asked.
+        let t2 = T0 + 30 * MINUTE;
+        s.refunds().settle_due(t2, &|| true);
+        assert_eq!(s.script().calls, ["send", "query"]);
+        // A clock that went back to before the send does not hold it up either.
+        s.store.all_refunds_due(T0 - MINUTE).unwrap();
+        s.refunds().settle_due(T0 - MINUTE, &|| true);
+        assert_eq!(s.script().calls, ["send", "query", "query"]);
+    }
 }
