@@ -325,4 +325,163 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// What `Scripted::close` does: it may change the order first (a payment racing the close).
+    type CloseScript =
+        dyn Fn(&Order, CloseType) -> Result<ChannelCloseOutcome, Error> + Send + Sync;
+
+    /// A channel named `scripted` whose close answers as its script says.
+    struct Scripted(Box<CloseScript>);
+
+    impl Channel for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn start(&self, _: &Order, _: &PayExtra) -> Result<PayStart, Error> {
+            Ok(PayStart {
+                pay_body: String::new(),
+                remember: false,
+            })
+        }
+        fn pay_body(&self, _: &Order) -> Option<String> {
+            None
+        }
+        fn close(
+            &self,
+            order: &Order,
+            close_type: CloseType,
+        ) -> Result<ChannelCloseOutcome, Error> {
+            (self.0)(order, close_type)
+        }
+        fn query(&self, _: &Order) -> Result<TradeState, Error> {
+            Ok(TradeState::Open)
+        }
+    }
+
+    /// An order of the `scripted` channel in `status`.
+    fn scripted_order(store: &Store, biz_order_no: &str, status: PayStatus, now: i64) -> Order {
+        let new = NewOrder {
+            mch_no: "M".into(),
+            app_id: "A".into(),
+            biz_order_no: biz_order_no.into(),
+            title: "t".into(),
+            description: None,
+            allocation: None,
+            auto_allocation: None,
+            channel: Some("scripted".into()),
+            method: Some("wap".into()),
+            other_method: None,
+            limit_pay: None,
+            amount: Amount(1),
+            status,
+            expired_time: now + 3_600_000,
+            attach: None,
+            notify_url: None,
+            return_url: None,
+            extra_param: None,
+            client_ip: None,
+            now,
+        };
+        match store.insert_order(new, None).unwrap() {
+            Inserted::Created(o) => o,
+            Inserted::Existing(o) => panic!("{} exists", o.order_no),
+        }
+    }
+
+    fn sync_request() -> CloseRequest {
+        CloseRequest {
+            actor: Actor::Sync,
+            client_ip: None,
+            now: SystemClock.now_ms(),
+        }
+    }
+
+    #[test]
+    fn the_close_metric_tells_closed_from_cancelled() {
+        let dir = temp("metric");
+        let (store, _, _) = setup(&dir, false);
+        let channels = Channels::new(vec![Arc::new(Scripted(Box::new(|_, _| {
+            Ok(ChannelCloseOutcome::Closed)
+        })))]);
+        // The actor `sync` is this test's own: no other unit test closes as it.
+        let count = |outcome: &str| metrics::get().closes.with(&["sync", outcome]).get();
+        let (closed, cancelled) = (count("closed"), count("cancelled"));
+        let now = SystemClock.now_ms();
+
+        let wait = scripted_order(&store, "BM1", PayStatus::Wait, now);
+        let req = sync_request();
+        let after = close_order(&store, &channels, OrderRef::Id(wait.id), true, req, None);
+        assert_eq!(after.unwrap().status, PayStatus::Close);
+        assert_eq!(count("closed"), closed + 1);
+        assert_eq!(count("cancelled"), cancelled);
+
+        let progress = scripted_order(&store, "BM2", PayStatus::Progress, now);
+        let req = sync_request();
+        let after = close_order(
+            &store,
+            &channels,
+            OrderRef::Id(progress.id),
+            true,
+            req,
+            None,
+        );
+        assert_eq!(after.unwrap().status, PayStatus::Cancel);
+        assert_eq!(count("cancelled"), cancelled + 1);
+        assert_eq!(count("closed"), closed + 1);
+        drop(channels);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_close_the_channel_refuses_is_20080_with_its_reason() {
+        let dir = temp("failed");
+        let (store, _, _) = setup(&dir, false);
+        let channels = Channels::new(vec![Arc::new(Scripted(Box::new(|_, _| {
+            Ok(ChannelCloseOutcome::Failed("TRADE_BUSY".into()))
+        })))]);
+        let order = scripted_order(&store, "BF1", PayStatus::Progress, SystemClock.now_ms());
+        let req = sync_request();
+        let err =
+            close_order(&store, &channels, OrderRef::Id(order.id), false, req, None).unwrap_err();
+        assert!(
+            matches!(&err, Error::CloseFailed(why) if why == "TRADE_BUSY"),
+            "{err:?}"
+        );
+        let after = store.order_by_no(&order.order_no).unwrap().unwrap();
+        assert_eq!(after.status, PayStatus::Progress);
+        assert!(store.close_intents(i64::MAX).unwrap().is_empty());
+        drop(channels);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_close_that_a_payment_overtook_is_20044_and_the_order_stays_paid() {
+        let dir = temp("overtaken");
+        let (store, _, _) = setup(&dir, false);
+        let payer = store.clone();
+        let channels = Channels::new(vec![Arc::new(Scripted(Box::new(move |order, _| {
+            // The payer pays while the close is at the channel; the channel still says closed.
+            let now = SystemClock.now_ms();
+            payer
+                .apply_payment(order.id, "T1".into(), now, now)
+                .unwrap();
+            Ok(ChannelCloseOutcome::Closed)
+        })))]);
+        let order = scripted_order(&store, "BO1", PayStatus::Progress, SystemClock.now_ms());
+        let req = sync_request();
+        let err =
+            close_order(&store, &channels, OrderRef::Id(order.id), false, req, None).unwrap_err();
+        assert_eq!(err.code(), 20044, "{err:?}");
+        assert_eq!(err.message(), MSG_NOT_CLOSABLE);
+        let after = store.order_by_no(&order.order_no).unwrap().unwrap();
+        assert_eq!(after.status, PayStatus::Success);
+        let records = store.close_records(order.id).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(!records[0].closed);
+        drop(channels);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -591,4 +591,191 @@ mod tests {
         assert_eq!(OrderKey::pick(Some(""), Some(""), Some("")), None);
         assert_eq!(OrderKey::pick(None, None, None), None);
     }
+
+    #[test]
+    fn a_nonce_is_remembered_for_exactly_one_day() {
+        assert_eq!(NONCE_TTL_MS, 86_400_000);
+    }
+
+    #[test]
+    fn only_wait_and_progress_are_open() {
+        assert!(!PayStatus::Wait.is_terminal());
+        assert!(!PayStatus::Progress.is_terminal());
+    }
+
+    #[test]
+    fn labels_are_daxpays_names() {
+        let pay: Vec<&str> = PayStatus::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(
+            pay,
+            [
+                "待支付",
+                "支付中",
+                "支付成功",
+                "支付关闭",
+                "支付撤销",
+                "支付失败"
+            ]
+        );
+        let refund: Vec<&str> = RefundStatus::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(refund, ["退款中", "退款成功", "退款关闭", "退款失败"]);
+    }
+
+    #[test]
+    fn close_types_and_actors_read_back_what_they_write() {
+        for t in [CloseType::Close, CloseType::Cancel] {
+            assert_eq!(CloseType::parse(t.as_str()), t);
+        }
+        assert_eq!(CloseType::parse("anything"), CloseType::Close);
+        assert_eq!(CloseType::Close.target(), PayStatus::Close);
+        assert_eq!(CloseType::Cancel.target(), PayStatus::Cancel);
+        for a in [Actor::Api, Actor::Admin, Actor::Expiry, Actor::Sync] {
+            assert_eq!(Actor::parse(a.as_str()), a);
+        }
+        assert_eq!(Actor::parse("someone"), Actor::Api);
+    }
+
+    #[test]
+    fn amounts_are_refused_with_the_right_reason() {
+        for (input, want) in [
+            ("-1", MSG_AMOUNT_FORMAT),
+            ("+1", MSG_AMOUNT_FORMAT),
+            ("1.-5", MSG_AMOUNT_FORMAT),
+            ("1.5x", MSG_AMOUNT_FORMAT),
+            ("x", MSG_AMOUNT_FORMAT),
+            ("", MSG_AMOUNT_FORMAT),
+            (".5", MSG_AMOUNT_FORMAT),
+            ("1.", MSG_AMOUNT_FORMAT),
+            ("0.001", MSG_AMOUNT_PRECISION),
+            ("100000000", MSG_AMOUNT_PRECISION),
+            ("0", MSG_AMOUNT_MIN),
+            ("0.00", MSG_AMOUNT_MIN),
+        ] {
+            assert_eq!(Amount::parse_yuan(input), Err(want), "{input}");
+        }
+        assert_eq!(Amount::parse_yuan("000000012.50"), Ok(Amount(1250)));
+        assert_eq!(Amount::parse_yuan("0.010"), Ok(Amount(1)));
+    }
+
+    #[test]
+    fn an_apps_debug_names_it_but_hides_its_secret() {
+        let app = App {
+            app_id: "A_DBG".into(),
+            mch_no: "M_DBG".into(),
+            sign_type: SignType::Md5,
+            secret: "s3cr3t".into(),
+            req_sign: true,
+            req_timeout_secs: 0,
+            notify_url: None,
+            order_timeout_min: 30,
+            limit_amount: None,
+            enabled: true,
+            mch_enabled: true,
+        };
+        let text = format!("{app:?}");
+        assert!(text.contains("A_DBG") && text.contains("M_DBG"), "{text}");
+        assert!(
+            text.contains("<redacted>") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refund_statuses_round_trip_and_hold_money_until_they_fail_or_close() {
+        for s in RefundStatus::ALL {
+            assert_eq!(RefundStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RefundStatus::parse("PROGRESS"), None);
+        assert!(RefundStatus::Progress.holds_money());
+        assert!(RefundStatus::Success.holds_money());
+        assert!(!RefundStatus::Close.holds_money());
+        assert!(!RefundStatus::Fail.holds_money());
+    }
+
+    #[test]
+    fn an_orders_refund_status_follows_its_refunds() {
+        for (progress, refunded, want) in [
+            (true, 0, "refunding"),
+            (true, 100, "refunding"),
+            (false, 100, "refunded"),
+            (false, 99, "partial_refund"),
+            (false, 1, "partial_refund"),
+            (false, 0, "no_refund"),
+        ] {
+            assert_eq!(
+                pay_refund_status(progress, Amount(refunded), Amount(100)),
+                want,
+                "{progress} {refunded}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_progress_refund_is_looked_at_less_often_as_it_ages() {
+        const MIN: i64 = 60_000;
+        let created = 1_700_000_000_000;
+        let refund = Refund {
+            id: 1,
+            refund_no: "R1".into(),
+            app_id: "A".into(),
+            mch_no: "M".into(),
+            order_id: 1,
+            order_no: "P1".into(),
+            biz_order_no: "B1".into(),
+            out_order_no: None,
+            channel: SANDBOX.into(),
+            order_amount: Amount(100),
+            title: "t".into(),
+            biz_refund_no: "BR1".into(),
+            amount: Amount(100),
+            reason: None,
+            attach: None,
+            notify_url: None,
+            extra_param: None,
+            client_ip: None,
+            req_time: None,
+            status: RefundStatus::Progress,
+            out_refund_no: None,
+            finish_time: None,
+            error_msg: None,
+            sends: 0,
+            last_send_at: None,
+            unknown_sends: 0,
+            checks: 0,
+            next_check_at: None,
+            created_at: created,
+            updated_at: created,
+        };
+        for (age, step) in [
+            (0, MIN),
+            (10 * MIN - 1, MIN),
+            (10 * MIN, 10 * MIN),
+            (60 * MIN - 1, 10 * MIN),
+            (60 * MIN, 60 * MIN),
+            (24 * 60 * MIN - 1, 60 * MIN),
+            (24 * 60 * MIN, 24 * 60 * MIN),
+            (30 * 24 * 60 * MIN, 24 * 60 * MIN),
+        ] {
+            let now = created + age;
+            assert_eq!(refund.next_check(now), now + step, "age {age}");
+        }
+    }
+
+    #[test]
+    fn refund_no_has_priority_and_empty_does_not_hide_biz_refund_no() {
+        assert_eq!(
+            RefundKey::pick(Some("R1"), Some("BR1")),
+            Some(RefundKey::RefundNo("R1".into()))
+        );
+        assert_eq!(
+            RefundKey::pick(Some(""), Some("BR1")),
+            Some(RefundKey::BizRefundNo("BR1".into()))
+        );
+        assert_eq!(
+            RefundKey::pick(None, Some("BR1")),
+            Some(RefundKey::BizRefundNo("BR1".into()))
+        );
+        assert_eq!(RefundKey::pick(Some(""), Some("")), None);
+        assert_eq!(RefundKey::pick(None, None), None);
+    }
 }

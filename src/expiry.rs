@@ -218,3 +218,143 @@ pub fn recover(gw: &Gateway, before: i64) -> usize {
     }
     settled
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::channel::Channels;
+    use crate::domain::{Amount, App, CloseType};
+    use crate::sign::SignType;
+    use crate::store::{Inserted, NewOrder, Offline, Store};
+    use crate::sys::{Clock, OsRandom, UtcOffset};
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    const T0: i64 = 1_780_000_000_000;
+
+    /// A gateway without channels on a fresh database with one app (`M`/`A`), its clock at
+    /// `T0`.
+    fn gateway(tag: &str) -> (Gateway, Arc<TestClock>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("unipay-expiry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.db");
+        let app = App {
+            app_id: "A".into(),
+            mch_no: "M".into(),
+            sign_type: SignType::Md5,
+            secret: "s".into(),
+            req_sign: true,
+            req_timeout_secs: 0,
+            notify_url: None,
+            order_timeout_min: 30,
+            limit_amount: None,
+            enabled: true,
+            mch_enabled: true,
+        };
+        let (mut db, _) = Offline::open(&path).unwrap();
+        db.create_app(&app, T0).unwrap();
+        drop(db);
+        let (store, _) = Store::open(&path, UtcOffset::CST).unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+        let gw = Gateway::new(
+            Arc::new(store),
+            Channels::new(Vec::new()),
+            clock.clone(),
+            Arc::new(OsRandom),
+            "http://127.0.0.1:1".into(),
+        );
+        (gw, clock, dir)
+    }
+
+    /// An order of channel `gone` (which the gateway does not have), expiring at `expires`.
+    fn order(gw: &Gateway, biz: &str, status: PayStatus, expires: i64) -> Order {
+        let new = NewOrder {
+            mch_no: "M".into(),
+            app_id: "A".into(),
+            biz_order_no: biz.into(),
+            title: "t".into(),
+            description: None,
+            allocation: None,
+            auto_allocation: None,
+            channel: (status == PayStatus::Progress).then(|| "gone".to_string()),
+            method: None,
+            other_method: None,
+            limit_pay: None,
+            amount: Amount(1),
+            status,
+            expired_time: expires,
+            attach: None,
+            notify_url: None,
+            return_url: None,
+            extra_param: None,
+            client_ip: None,
+            now: expires - 60_000,
+        };
+        match gw.store.insert_order(new, None).unwrap() {
+            Inserted::Created(o) => o,
+            Inserted::Existing(o) => panic!("{} exists", o.order_no),
+        }
+    }
+
+    #[test]
+    fn one_sweep_closes_every_expired_order_past_a_batch_and_counts_what_it_skipped() {
+        let (gw, _, dir) = gateway("batches");
+        // The progress order expires first: its channel is unknown, so it is skipped.
+        order(&gw, "B_SKIP", PayStatus::Progress, T0 - 10_000);
+        for i in 0..BATCH + 5 {
+            order(
+                &gw,
+                &format!("B{i}"),
+                PayStatus::Wait,
+                T0 - 5_000 + i as i64,
+            );
+        }
+        order(&gw, "B_LATER", PayStatus::Wait, T0 + 1);
+        let report = sweep(&gw);
+        let want = SweepReport {
+            closed: BATCH + 5,
+            paid: 0,
+            skipped: 1,
+        };
+        assert_eq!(report, want);
+        assert_eq!(gw.store.expired_open_orders(T0 + 1, 10).unwrap().len(), 2);
+        drop(gw);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn recovery_records_the_time_it_settled_an_intent_not_the_time_the_close_began() {
+        let (gw, clock, dir) = gateway("recover");
+        let o = order(&gw, "B_INTENT", PayStatus::Progress, T0 + 3_600_000);
+        let began = CloseRequest {
+            actor: Actor::Api,
+            client_ip: Some("10.0.0.9".into()),
+            now: T0,
+        };
+        gw.store.begin_close(o.id, CloseType::Close, began).unwrap();
+        let later = T0 + 10 * 60_000;
+        clock.0.store(later, Ordering::SeqCst);
+        // The channel is unknown, so the trade counts as open: the close is abandoned.
+        assert_eq!(recover(&gw, later - STALE_INTENT_MS), 1);
+        let records = gw.store.close_records(o.id).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].created_at, later);
+        assert_eq!(
+            (records[0].actor.as_str(), records[0].closed),
+            ("api", false)
+        );
+        assert_eq!(records[0].client_ip.as_deref(), Some("10.0.0.9"));
+        assert!(gw.store.close_intents(i64::MAX).unwrap().is_empty());
+        drop(gw);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

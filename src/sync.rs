@@ -227,3 +227,323 @@ pub fn sync_refund(
         adjust: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::channel::{Channel, PayExtra, PayStart};
+    use crate::domain::{Amount, App, OrderKey};
+    use crate::refund::Asker;
+    use crate::sign::SignType;
+    use crate::store::{Inserted, NewOrder, Offline};
+    use crate::sys::UtcOffset;
+    use crate::wire::RefundInput;
+
+    const T0: i64 = 1_780_000_000_000;
+
+    /// A channel named `scripted`: its trades are in `trade`, its refunds answer from `sends`
+    /// and `queries` in order.
+    #[derive(Default)]
+    struct Scripted {
+        trade: Mutex<Option<TradeState>>,
+        sends: Mutex<VecDeque<RefundAnswer>>,
+        queries: Mutex<VecDeque<RefundAnswer>>,
+    }
+
+    impl Channel for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn start(&self, _: &Order, _: &PayExtra) -> Result<PayStart, Error> {
+            Ok(PayStart {
+                pay_body: String::new(),
+                remember: false,
+            })
+        }
+        fn pay_body(&self, _: &Order) -> Option<String> {
+            None
+        }
+        fn close(&self, _: &Order, _: CloseType) -> Result<ChannelCloseOutcome, Error> {
+            Ok(ChannelCloseOutcome::Closed)
+        }
+        fn query(&self, _: &Order) -> Result<TradeState, Error> {
+            Ok(self
+                .trade
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or(TradeState::Open))
+        }
+        fn check_refund(&self, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn refund(&self, _: &Order, _: &Refund) -> RefundAnswer {
+            self.sends.lock().unwrap().pop_front().unwrap()
+        }
+        fn query_refund(&self, _: &Order, _: &Refund) -> RefundAnswer {
+            self.queries.lock().unwrap().pop_front().unwrap()
+        }
+    }
+
+    struct Setup {
+        store: Arc<Store>,
+        channel: Arc<Scripted>,
+        channels: Channels,
+        busy: InFlight,
+        path: std::path::PathBuf,
+        dir: std::path::PathBuf,
+    }
+
+    impl Setup {
+        fn new(tag: &str) -> Setup {
+            let dir =
+                std::env::temp_dir().join(format!("unipay-sync-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("s.db");
+            let app = App {
+                app_id: "A".into(),
+                mch_no: "M".into(),
+                sign_type: SignType::Md5,
+                secret: "s".into(),
+                req_sign: true,
+                req_timeout_secs: 0,
+                notify_url: None,
+                order_timeout_min: 30,
+                limit_amount: None,
+                enabled: true,
+                mch_enabled: true,
+            };
+            let (mut db, _) = Offline::open(&path).unwrap();
+            db.create_app(&app, T0).unwrap();
+            drop(db);
+            let store = Arc::new(Store::open(&path, UtcOffset::CST).unwrap().0);
+            let channel = Arc::new(Scripted::default());
+            let channels = Channels::new(vec![channel.clone()]);
+            Setup {
+                store,
+                channel,
+                channels,
+                busy: InFlight::default(),
+                path,
+                dir,
+            }
+        }
+
+        /// A `progress` order of the scripted channel, expiring an hour after `T0`.
+        fn progress(&self, biz: &str) -> Order {
+            let new = NewOrder {
+                mch_no: "M".into(),
+                app_id: "A".into(),
+                biz_order_no: biz.into(),
+                title: "t".into(),
+                description: None,
+                allocation: None,
+                auto_allocation: None,
+                channel: Some("scripted".into()),
+                method: None,
+                other_method: None,
+                limit_pay: None,
+                amount: Amount(100),
+                status: PayStatus::Progress,
+                expired_time: T0 + 3_600_000,
+                attach: None,
+                notify_url: None,
+                return_url: None,
+                extra_param: None,
+                client_ip: None,
+                now: T0,
+            };
+            match self.store.insert_order(new, None).unwrap() {
+                Inserted::Created(o) => o,
+                Inserted::Existing(o) => panic!("{} exists", o.order_no),
+            }
+        }
+
+        fn paid(&self, biz: &str) -> Order {
+            let o = self.progress(biz);
+            self.store
+                .apply_payment(o.id, format!("T_{biz}"), T0, T0)
+                .unwrap();
+            self.reload(&o)
+        }
+
+        fn reload(&self, o: &Order) -> Order {
+            self.store.order_by_no(&o.order_no).unwrap().unwrap()
+        }
+
+        fn sync_pay(&self, o: &Order, trade: TradeState, now: i64) -> Synced {
+            *self.channel.trade.lock().unwrap() = Some(trade);
+            sync_pay(&self.store, &self.channels, &self.busy, o, None, now).unwrap()
+        }
+
+        fn refunds(&self) -> Refunds<'_> {
+            Refunds {
+                store: &self.store,
+                channels: &self.channels,
+                busy: &self.busy,
+            }
+        }
+
+        /// A refund of a new paid order, settled by the channel's answer to its send.
+        fn refund(&self, biz: &str, send: RefundAnswer) -> Refund {
+            self.paid(biz);
+            self.channel.sends.lock().unwrap().push_back(send);
+            let input = RefundInput {
+                order: OrderKey::BizOrderNo(biz.into()),
+                biz_refund_no: format!("R_{biz}"),
+                amount: Amount(100),
+                reason: None,
+                attach: None,
+                notify_url: None,
+                extra_param: None,
+            };
+            self.refunds()
+                .refund("A", input, Asker::default(), T0, None)
+                .unwrap()
+        }
+
+        /// The last sync record: the channel's word, and whether it changed anything.
+        fn last_record(&self) -> (Option<String>, bool) {
+            let c = rusqlite::Connection::open(&self.path).unwrap();
+            c.query_row(
+                "SELECT channel_status, adjusted FROM sync_record ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        }
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_pay_sync_ends_an_open_order_as_its_trade_ended() {
+        let s = Setup::new("ended");
+        for (biz, trade, status, word) in [
+            ("B_CL", TradeState::Closed, "close", "closed"),
+            ("B_RV", TradeState::Revoked, "cancel", "revoked"),
+            ("B_FL", TradeState::Failed, "fail", "failed"),
+        ] {
+            let o = s.progress(biz);
+            let synced = s.sync_pay(&o, trade, T0 + 1);
+            assert_eq!(
+                synced,
+                Synced {
+                    status: status.into(),
+                    adjust: true
+                },
+                "{biz}"
+            );
+            assert_eq!(s.reload(&o).status.as_str(), status);
+            assert_eq!(s.last_record(), (Some(word.to_string()), true), "{biz}");
+        }
+    }
+
+    #[test]
+    fn a_pay_sync_closes_an_open_trade_only_once_the_order_expired() {
+        let s = Setup::new("expired");
+        let o = s.progress("B_EX");
+        let early = s.sync_pay(&o, TradeState::Open, o.expired_time - 1);
+        assert_eq!(
+            early,
+            Synced {
+                status: "progress".into(),
+                adjust: false
+            }
+        );
+        assert_eq!(s.last_record(), (Some("open".to_string()), false));
+        let due = s.sync_pay(&o, TradeState::Open, o.expired_time);
+        assert_eq!(
+            due,
+            Synced {
+                status: "close".into(),
+                adjust: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_pay_sync_that_disagrees_with_a_paid_order_flags_it_and_changes_nothing() {
+        let s = Setup::new("paiddisagrees");
+        let o = s.paid("B_PD");
+        let synced = s.sync_pay(&o, TradeState::Closed, T0 + 1);
+        assert_eq!(
+            synced,
+            Synced {
+                status: "success".into(),
+                adjust: false
+            }
+        );
+        let why = s.reload(&o).attention.expect("flagged");
+        assert!(why.contains("closed"), "{why}");
+    }
+
+    #[test]
+    fn a_refund_sync_flags_a_final_refund_only_when_the_channel_disagrees() {
+        let s = Setup::new("finalrefund");
+        let success = || RefundAnswer::Success {
+            out_refund_no: None,
+            finish_time: None,
+        };
+        let closed = || RefundAnswer::Closed {
+            out_refund_no: None,
+        };
+        for (biz, send, query, word, flagged) in [
+            ("B_SS", success(), success(), "success", false),
+            ("B_SC", success(), closed(), "closed", true),
+            ("B_CC", closed(), closed(), "closed", false),
+            ("B_CS", closed(), success(), "success", true),
+            (
+                "B_FN",
+                RefundAnswer::Refused("NO".into()),
+                RefundAnswer::NotFound,
+                "not found",
+                false,
+            ),
+            (
+                "B_FS",
+                RefundAnswer::Refused("NO".into()),
+                success(),
+                "success",
+                true,
+            ),
+            (
+                "B_FR",
+                RefundAnswer::Refused("NO".into()),
+                RefundAnswer::Refused("NO".into()),
+                "refused",
+                false,
+            ),
+        ] {
+            let refund = s.refund(biz, send);
+            let before = s.store.order_by_no(&refund.order_no).unwrap().unwrap();
+            assert_eq!(before.attention, None, "{biz}: not flagged before the sync");
+            s.channel.queries.lock().unwrap().push_back(query);
+            let synced = sync_refund(&s.refunds(), &refund, None, T0 + 1).unwrap();
+            assert_eq!(
+                synced,
+                Synced {
+                    status: refund.status.as_str().into(),
+                    adjust: false
+                },
+                "{biz}"
+            );
+            assert_eq!(s.last_record(), (Some(word.to_string()), false), "{biz}");
+            let after = s.store.order_by_no(&refund.order_no).unwrap().unwrap();
+            assert_eq!(
+                after.attention.is_some(),
+                flagged,
+                "{biz}: {:?}",
+                after.attention
+            );
+        }
+    }
+}

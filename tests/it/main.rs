@@ -23,6 +23,7 @@ mod http;
 mod lost_races;
 mod malformed;
 mod missing_db;
+mod mutants;
 mod nonce;
 mod notify;
 mod ops;
