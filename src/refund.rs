@@ -687,4 +687,126 @@ mod tests {
         s.refunds().settle_due(T0 - MINUTE, &|| true);
         assert_eq!(s.script().calls, ["send", "query", "query"]);
     }
+
+    /// Kills `store/refunds.rs` `apply_refund`: `from_send && Unknown` with `||` (a send
+    /// answered "processing" would count as a send of unknown outcome), and
+    /// `refunds_of_order` answering nothing.
+    #[test]
+    fn a_send_answered_processing_is_not_a_send_of_unknown_outcome() {
+        let s = Setup::new("known", (0, 0));
+        let order = s.paid("B_KN");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_KN".into()), "BR_KN", T0)
+            .unwrap();
+        assert_eq!((r.status, r.unknown_sends), (RefundStatus::Progress, 0));
+        let listed = s.store.refunds_of_order(order.id).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].refund_no, r.refund_no);
+        // A look whose answer is unknown is not a send either.
+        let (after, _) = s
+            .refunds()
+            .settle_with(&r, RefundAnswer::Unknown("timeout".into()), T0 + MINUTE)
+            .unwrap();
+        assert_eq!(after.unknown_sends, 0);
+    }
+
+    /// Kills `store/refunds.rs` `apply_refund`: the arm that flags an order when the channel
+    /// calls a successful refund closed, and the arm that flags it when the channel asks for
+    /// an operator (`Attention`).
+    #[test]
+    fn a_channel_disagreeing_with_a_finished_refund_or_asking_for_an_operator_flags_its_order() {
+        let s = Setup::new("disagree", (0, 0));
+        let attention = |order: &Order| {
+            s.store
+                .order_by_no(&order.order_no)
+                .unwrap()
+                .unwrap()
+                .attention
+        };
+        let order = s.paid("B_DIS");
+        s.script().sends.push_back(RefundAnswer::Success {
+            out_refund_no: Some("C_DIS".into()),
+            finish_time: Some(T0),
+        });
+        let done = s
+            .refund(OrderKey::BizOrderNo("B_DIS".into()), "BR_DIS", T0)
+            .unwrap();
+        assert_eq!(done.status, RefundStatus::Success);
+        assert_eq!(attention(&order), None);
+        let closed = RefundAnswer::Closed {
+            out_refund_no: None,
+        };
+        let (after, changed) = s.refunds().settle_with(&done, closed, T0 + MINUTE).unwrap();
+        assert!(!changed);
+        assert_eq!(
+            after.status,
+            RefundStatus::Success,
+            "the money stays as it is"
+        );
+        let why = attention(&order).expect("flagged");
+        assert!(
+            why.contains(&done.refund_no) && why.contains("已关闭"),
+            "{why}"
+        );
+
+        let other = s.paid("B_ATT");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_ATT".into()), "BR_ATT", T0)
+            .unwrap();
+        assert_eq!(attention(&other), None);
+        let ask = RefundAnswer::Attention("CHANNEL SAYS LOOK".into());
+        s.refunds().settle_with(&r, ask, T0 + MINUTE).unwrap();
+        let why = attention(&other).expect("flagged");
+        assert!(why.contains("CHANNEL SAYS LOOK"), "{why}");
+    }
+
+    /// Kills `store/refunds.rs` `refunds_due_now` doing nothing: a channel's word about an
+    /// order makes its `progress` refunds due at once, and leaves finished ones alone.
+    #[test]
+    fn a_channel_notice_makes_the_orders_progress_refunds_due_now() {
+        let s = Setup::new("duenow", (0, 30 * MINUTE));
+        let order = s.paid("B_DN");
+        let r = s
+            .refund(OrderKey::BizOrderNo("B_DN".into()), "BR_DN", T0)
+            .unwrap();
+        assert_eq!(r.next_check_at, Some(T0 + 30 * MINUTE));
+        s.store.refunds_due_now(order.id, T0 + MINUTE).unwrap();
+        let stored = s.store.refund_by_no(&r.refund_no).unwrap().unwrap();
+        assert_eq!(stored.next_check_at, Some(T0 + MINUTE));
+        assert_eq!(s.store.due_refunds(T0 + MINUTE, 10).unwrap().len(), 1);
+    }
+
+    /// Kills `store/refunds.rs` `reserve_refund_send`: the spacing's `last + spacing` with `-`
+    /// or `*`, and `now < due` with `<=` or `==`. Two refunds of one order: the second waits
+    /// until exactly three seconds after the first send, and goes at that millisecond.
+    #[test]
+    fn a_second_refund_of_an_order_is_sent_exactly_when_the_spacing_is_over() {
+        let s = Setup::new("spacing", (3_000, 0));
+        s.paid("B_SP");
+        let key = || OrderKey::BizOrderNo("B_SP".into());
+        s.refund(key(), "BR_SP1", T0).unwrap();
+        let second = s.refund(key(), "BR_SP2", T0 + 1_000).unwrap();
+        assert_eq!(second.status, RefundStatus::Progress);
+        assert_eq!(
+            second.next_check_at,
+            Some(T0 + 3_000),
+            "due when the spacing is over"
+        );
+        assert_eq!(s.script().calls, ["send"], "not sent before");
+        // The sweeper's look: the channel never received it, so it is sent when it may be.
+        s.script().queries.push_back(RefundAnswer::NotFound);
+        s.refunds().settle(&second, T0 + 2_999).unwrap();
+        assert_eq!(
+            s.script().calls,
+            ["send", "query"],
+            "not a millisecond early"
+        );
+        s.script().queries.push_back(RefundAnswer::NotFound);
+        s.refunds().settle(&second, T0 + 3_000).unwrap();
+        assert_eq!(
+            s.script().calls,
+            ["send", "query", "query", "send"],
+            "sent at the millisecond it is due"
+        );
+    }
 }

@@ -409,11 +409,6 @@ impl Store {
             Ok(())
         })
     }
-
-    /// Orders flagged for an operator, newest first.
-    pub fn attention_orders(&self, limit: usize) -> Result<Vec<Order>, Error> {
-        self.read(|c| Ok(attention_orders(c, limit)?))
-    }
 }
 
 /// The highest order id on disk (0 without orders): new orders take the next ones.

@@ -67,3 +67,29 @@ fn the_sweeper_settles_only_close_intents_older_than_five_minutes() {
     assert_eq!(srv.close_records(&young), 0);
     assert_eq!(srv.status(&app, "B_MSTALE_YOUNG"), "progress");
 }
+
+/// The sweeper forgets a remembered `nonceStr` reply older than a day and keeps a younger one.
+/// Kills: `expiry.rs` `prune_nonces(gw.now() - NONCE_TTL_MS)` with `+` (the young row goes too)
+/// or `/` (nothing is ever pruned).
+#[test]
+fn the_sweeper_forgets_nonce_replies_older_than_a_day_and_only_those() {
+    let srv = TestServer::start_with(&["--sweep-interval", "1s"]);
+    let app = srv.app("A_MPRUNE");
+    let day = 24 * 3600 * 1000;
+    let now = now_ms();
+    for (nonce, age_ms) in [("N_OLD", day + 60_000), ("N_YOUNG", day - 60_000)] {
+        let inserted = db_write(
+            &srv,
+            "INSERT INTO request_nonce (app_id, nonce, fingerprint, code, trace_id, reply, created_at)
+             VALUES (?1, ?2, x'00', 0, 'T', x'7b7d', ?3)",
+            rusqlite::params![app.app_id, nonce, now - age_ms],
+        );
+        assert_eq!(inserted, 1);
+    }
+    let left =
+        |nonce: &str| srv.count("SELECT count(*) FROM request_nonce WHERE nonce = ?1", nonce);
+    wait_for("the day-old nonce reply to be pruned", || {
+        (left("N_OLD") == 0).then_some(())
+    });
+    assert_eq!(left("N_YOUNG"), 1, "a reply younger than a day is kept");
+}

@@ -483,3 +483,59 @@ fn the_refundable_balance_is_exact_from_creation_to_the_last_refund() {
     // A refund never sends a pay notice: the merchant heard of the payment and the close only.
     assert_eq!(notices().len(), 2);
 }
+
+/// `unipay refund list` prints every refund, one JSON line each, and `--status` picks them.
+#[test]
+fn refund_list_prints_the_refunds_and_filters_by_status() {
+    let srv = TestServer::start();
+    let app = srv.app("A_RLIST");
+    paid_order(&srv, &app, "RL1", "10.00");
+    let body = |biz_refund: &str, extra: Option<&str>| {
+        let mut b = json!({"bizOrderNo": "RL1", "bizRefundNo": biz_refund, "amount": "1.00"});
+        if let Some(control) = extra {
+            b["extraParam"] = json!({ "sandboxRefund": control }).to_string().into();
+        }
+        b
+    };
+    refund(&srv, &app, body("RL_OK", None)).expect(0, "success");
+    let r = refund(&srv, &app, body("RL_WAIT", Some("processing")));
+    r.expect(0, "success");
+    assert_eq!(r.data()["status"], "progress");
+    let list = |status: Option<&str>| {
+        let db = path_str(&srv.db);
+        let mut args = vec!["refund", "list", "--db", db];
+        if let Some(s) = status {
+            args.extend(["--status", s]);
+        }
+        let out = run_cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+            .map(|v| {
+                (
+                    v["bizRefundNo"].as_str().unwrap().to_string(),
+                    v["status"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut all = list(None);
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        all,
+        [
+            ("RL_OK".to_string(), json!("success")),
+            ("RL_WAIT".to_string(), json!("progress"))
+        ]
+    );
+    assert_eq!(
+        list(Some("progress")),
+        [("RL_WAIT".to_string(), json!("progress"))]
+    );
+    assert_eq!(list(Some("fail")), []);
+}
