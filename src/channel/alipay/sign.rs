@@ -288,4 +288,17 @@ mod tests {
         let [content, _] = notice_contents(&tampered);
         assert!(!public.verify_b64(content.as_bytes(), sign));
     }
+
+    /// A reply node is found with whitespace on either side of its colon, as a JSON writer
+    /// other than Alipay's own may put it (kills `i += 1` with `-=` or `*=` in `node_span`).
+    #[test]
+    fn a_reply_node_is_delimited_with_whitespace_around_its_colon() {
+        let body =
+            br#"{"alipay_trade_query_response" :  {"code":"10000","msg":"Success"},"sign":"x"}"#;
+        let (start, end) = node_span(body, "alipay_trade_query_response").unwrap();
+        assert_eq!(&body[start..end], br#"{"code":"10000","msg":"Success"}"#);
+        let tight = br#"{"n":{"a":"}"},"sign":"x"}"#;
+        let (start, end) = node_span(tight, "n").unwrap();
+        assert_eq!(&tight[start..end], br#"{"a":"}"}"#);
+    }
 }
