@@ -293,7 +293,6 @@ mod tests {
         channel: Arc<Scripted>,
         channels: Channels,
         busy: InFlight,
-        path: std::path::PathBuf,
         dir: std::path::PathBuf,
     }
 
@@ -328,7 +327,6 @@ mod tests {
                 channel,
                 channels,
                 busy: InFlight::default(),
-                path,
                 dir,
             }
         }
@@ -408,13 +406,7 @@ mod tests {
 
         /// The last sync record: the channel's word, and whether it changed anything.
         fn last_record(&self) -> (Option<String>, bool) {
-            let c = rusqlite::Connection::open(&self.path).unwrap();
-            c.query_row(
-                "SELECT channel_status, adjusted FROM sync_record ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
+            self.store.last_sync_record().unwrap()
         }
     }
 

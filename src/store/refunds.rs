@@ -563,6 +563,19 @@ impl Store {
             Ok(())
         })
     }
+
+    /// The last sync record written: the channel's word, and whether the sync changed
+    /// anything (for the sync module's tests).
+    #[cfg(test)]
+    pub fn last_sync_record(&self) -> Result<(Option<String>, bool), Error> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT channel_status, adjusted FROM sync_record ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+    }
 }
 
 pub(super) fn refunds_of_order(c: &Connection, order_id: i64) -> rusqlite::Result<Vec<Refund>> {
