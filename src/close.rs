@@ -125,10 +125,10 @@ mod tests {
 
     use super::*;
     use crate::channel::{Channel, PayExtra, PayStart, TradeState};
-    use crate::domain::{Actor, Amount, App, PayStatus};
-    use crate::sign::SignType;
-    use crate::store::{Inserted, NewOrder, Offline};
-    use crate::sys::{Clock, SystemClock, UtcOffset};
+    use crate::domain::{Actor, PayStatus};
+
+    use crate::store::{Inserted, NewOrder};
+    use crate::sys::{Clock, SystemClock};
 
     /// A channel that can close its trades but not cancel them. With `admits`, it does not say
     /// so beforehand (`supports` is true) and refuses only once asked.
@@ -167,26 +167,15 @@ mod tests {
 
     fn progress_order(store: &Store, biz_order_no: &str, now: i64) -> Order {
         let new = NewOrder {
-            mch_no: "M".into(),
-            app_id: "A".into(),
-            biz_order_no: biz_order_no.into(),
-            title: "t".into(),
-            description: None,
-            allocation: None,
-            auto_allocation: None,
-            channel: Some("nocancel".into()),
             method: Some("wap".into()),
-            other_method: None,
-            limit_pay: None,
-            amount: Amount(1),
-            status: PayStatus::Progress,
-            expired_time: now + 3_600_000,
-            attach: None,
-            notify_url: None,
-            return_url: None,
-            extra_param: None,
-            client_ip: None,
-            now,
+            ..crate::store::testkit::new_order(
+                biz_order_no,
+                Some("nocancel"),
+                PayStatus::Progress,
+                1,
+                now + 3_600_000,
+                now,
+            )
         };
         match store.insert_order(new, None).unwrap() {
             Inserted::Created(o) => o,
@@ -199,23 +188,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join("c.db");
-        let app = App {
-            app_id: "A".into(),
-            mch_no: "M".into(),
-            sign_type: SignType::Md5,
-            secret: "s".into(),
-            req_sign: true,
-            req_timeout_secs: 0,
-            notify_url: None,
-            order_timeout_min: 30,
-            limit_amount: None,
-            enabled: true,
-            mch_enabled: true,
-        };
-        let (mut db, _) = Offline::open(&path).unwrap();
-        db.create_app(&app, SystemClock.now_ms()).unwrap();
-        drop(db);
-        let (store, _) = Store::open(&path, UtcOffset::CST).unwrap();
+        let store = crate::store::testkit::store_with_app(&path, SystemClock.now_ms());
         let closes = Arc::new(AtomicUsize::new(0));
         let channel = CannotCancel {
             closes: closes.clone(),
@@ -361,26 +334,15 @@ mod tests {
     /// An order of the `scripted` channel in `status`.
     fn scripted_order(store: &Store, biz_order_no: &str, status: PayStatus, now: i64) -> Order {
         let new = NewOrder {
-            mch_no: "M".into(),
-            app_id: "A".into(),
-            biz_order_no: biz_order_no.into(),
-            title: "t".into(),
-            description: None,
-            allocation: None,
-            auto_allocation: None,
-            channel: Some("scripted".into()),
             method: Some("wap".into()),
-            other_method: None,
-            limit_pay: None,
-            amount: Amount(1),
-            status,
-            expired_time: now + 3_600_000,
-            attach: None,
-            notify_url: None,
-            return_url: None,
-            extra_param: None,
-            client_ip: None,
-            now,
+            ..crate::store::testkit::new_order(
+                biz_order_no,
+                Some("scripted"),
+                status,
+                1,
+                now + 3_600_000,
+                now,
+            )
         };
         match store.insert_order(new, None).unwrap() {
             Inserted::Created(o) => o,

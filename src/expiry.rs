@@ -225,10 +225,10 @@ mod tests {
 
     use super::*;
     use crate::channel::Channels;
-    use crate::domain::{Amount, App, CloseType};
-    use crate::sign::SignType;
-    use crate::store::{Inserted, NewOrder, Offline, Store};
-    use crate::sys::{Clock, OsRandom, UtcOffset};
+    use crate::domain::CloseType;
+
+    use crate::store::Inserted;
+    use crate::sys::{Clock, OsRandom};
 
     struct TestClock(AtomicI64);
 
@@ -247,23 +247,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("e.db");
-        let app = App {
-            app_id: "A".into(),
-            mch_no: "M".into(),
-            sign_type: SignType::Md5,
-            secret: "s".into(),
-            req_sign: true,
-            req_timeout_secs: 0,
-            notify_url: None,
-            order_timeout_min: 30,
-            limit_amount: None,
-            enabled: true,
-            mch_enabled: true,
-        };
-        let (mut db, _) = Offline::open(&path).unwrap();
-        db.create_app(&app, T0).unwrap();
-        drop(db);
-        let (store, _) = Store::open(&path, UtcOffset::CST).unwrap();
+        let store = crate::store::testkit::store_with_app(&path, T0);
         let clock = Arc::new(TestClock(AtomicI64::new(T0)));
         let gw = Gateway::new(
             Arc::new(store),
@@ -277,28 +261,14 @@ mod tests {
 
     /// An order of channel `gone` (which the gateway does not have), expiring at `expires`.
     fn order(gw: &Gateway, biz: &str, status: PayStatus, expires: i64) -> Order {
-        let new = NewOrder {
-            mch_no: "M".into(),
-            app_id: "A".into(),
-            biz_order_no: biz.into(),
-            title: "t".into(),
-            description: None,
-            allocation: None,
-            auto_allocation: None,
-            channel: (status == PayStatus::Progress).then(|| "gone".to_string()),
-            method: None,
-            other_method: None,
-            limit_pay: None,
-            amount: Amount(1),
+        let new = crate::store::testkit::new_order(
+            biz,
+            (status == PayStatus::Progress).then_some("gone"),
             status,
-            expired_time: expires,
-            attach: None,
-            notify_url: None,
-            return_url: None,
-            extra_param: None,
-            client_ip: None,
-            now: expires - 60_000,
-        };
+            1,
+            expires,
+            expires - 60_000,
+        );
         match gw.store.insert_order(new, None).unwrap() {
             Inserted::Created(o) => o,
             Inserted::Existing(o) => panic!("{} exists", o.order_no),

@@ -317,10 +317,9 @@ mod tests {
 
     use super::*;
     use crate::channel::{PayExtra, PayStart, TradeState};
-    use crate::domain::{Amount, App, ChannelCloseOutcome, CloseType, Order};
-    use crate::sign::SignType;
-    use crate::store::{Inserted, NewOrder, Offline};
-    use crate::sys::UtcOffset;
+    use crate::domain::{Amount, ChannelCloseOutcome, CloseType, Order};
+
+    use crate::store::Inserted;
 
     const T0: i64 = 1_780_000_000_000;
 
@@ -401,23 +400,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("r.db");
-            let app = App {
-                app_id: "A".into(),
-                mch_no: "M".into(),
-                sign_type: SignType::Md5,
-                secret: "s".into(),
-                req_sign: true,
-                req_timeout_secs: 0,
-                notify_url: None,
-                order_timeout_min: 30,
-                limit_amount: None,
-                enabled: true,
-                mch_enabled: true,
-            };
-            let (mut db, _) = Offline::open(&path).unwrap();
-            db.create_app(&app, T0).unwrap();
-            drop(db);
-            let store = Arc::new(Store::open(&path, UtcOffset::CST).unwrap().0);
+            let store = Arc::new(crate::store::testkit::store_with_app(&path, T0));
             let channel = Arc::new(Scripted {
                 store: store.clone(),
                 spacing,
@@ -448,32 +431,18 @@ mod tests {
         /// An order of `channel` in `status`; a `success` one is paid as the channel's trade
         /// `T_<biz>` (its outOrderNo).
         fn order(&self, biz: &str, channel: Option<&str>, status: PayStatus) -> Order {
-            let new = NewOrder {
-                mch_no: "M".into(),
-                app_id: "A".into(),
-                biz_order_no: biz.into(),
-                title: "t".into(),
-                description: None,
-                allocation: None,
-                auto_allocation: None,
-                channel: channel.map(str::to_string),
-                method: None,
-                other_method: None,
-                limit_pay: None,
-                amount: Amount(100),
-                status: if channel.is_some() {
+            let new = crate::store::testkit::new_order(
+                biz,
+                channel,
+                if channel.is_some() {
                     PayStatus::Progress
                 } else {
                     status
                 },
-                expired_time: T0 + 3_600_000,
-                attach: None,
-                notify_url: None,
-                return_url: None,
-                extra_param: None,
-                client_ip: None,
-                now: T0,
-            };
+                100,
+                T0 + 3_600_000,
+                T0,
+            );
             let Inserted::Created(order) = self.store.insert_order(new, None).unwrap() else {
                 panic!("{biz} exists");
             };

@@ -235,11 +235,11 @@ mod tests {
 
     use super::*;
     use crate::channel::{Channel, PayExtra, PayStart};
-    use crate::domain::{Amount, App, OrderKey};
+    use crate::domain::{Amount, OrderKey};
     use crate::refund::Asker;
-    use crate::sign::SignType;
-    use crate::store::{Inserted, NewOrder, Offline};
-    use crate::sys::UtcOffset;
+
+    use crate::store::Inserted;
+
     use crate::wire::RefundInput;
 
     const T0: i64 = 1_780_000_000_000;
@@ -303,23 +303,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("s.db");
-            let app = App {
-                app_id: "A".into(),
-                mch_no: "M".into(),
-                sign_type: SignType::Md5,
-                secret: "s".into(),
-                req_sign: true,
-                req_timeout_secs: 0,
-                notify_url: None,
-                order_timeout_min: 30,
-                limit_amount: None,
-                enabled: true,
-                mch_enabled: true,
-            };
-            let (mut db, _) = Offline::open(&path).unwrap();
-            db.create_app(&app, T0).unwrap();
-            drop(db);
-            let store = Arc::new(Store::open(&path, UtcOffset::CST).unwrap().0);
+            let store = Arc::new(crate::store::testkit::store_with_app(&path, T0));
             let channel = Arc::new(Scripted::default());
             let channels = Channels::new(vec![channel.clone()]);
             Setup {
@@ -333,28 +317,14 @@ mod tests {
 
         /// A `progress` order of the scripted channel, expiring an hour after `T0`.
         fn progress(&self, biz: &str) -> Order {
-            let new = NewOrder {
-                mch_no: "M".into(),
-                app_id: "A".into(),
-                biz_order_no: biz.into(),
-                title: "t".into(),
-                description: None,
-                allocation: None,
-                auto_allocation: None,
-                channel: Some("scripted".into()),
-                method: None,
-                other_method: None,
-                limit_pay: None,
-                amount: Amount(100),
-                status: PayStatus::Progress,
-                expired_time: T0 + 3_600_000,
-                attach: None,
-                notify_url: None,
-                return_url: None,
-                extra_param: None,
-                client_ip: None,
-                now: T0,
-            };
+            let new = crate::store::testkit::new_order(
+                biz,
+                Some("scripted"),
+                PayStatus::Progress,
+                100,
+                T0 + 3_600_000,
+                T0,
+            );
             match self.store.insert_order(new, None).unwrap() {
                 Inserted::Created(o) => o,
                 Inserted::Existing(o) => panic!("{} exists", o.order_no),

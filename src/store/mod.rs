@@ -354,4 +354,6 @@ pub(crate) fn find_order(
 }
 
 #[cfg(test)]
+pub mod testkit;
+#[cfg(test)]
 mod tests;
